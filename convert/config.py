@@ -1,0 +1,263 @@
+"""Validated, frozen configuration of one conversion, from CLI arguments or a YAML recipe.
+
+A recipe is a YAML mapping whose keys are :class:`ConvertConfig` field names (``-`` or ``_``);
+the CLI overrides it. Built-in recipes live in ``assets/recipes`` and can be named without a path.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError, LabelsError, close_matches
+
+QUANTIZE_MODES = ("none", "image", "text", "combined")
+TARGETS = ("android", "x86")
+ENGINES = ("qnnpack", "fbgemm")
+WEIGHT_SCHEMES = ("per-channel", "per-tensor")
+PRECISIONS = ("int8", "fp32")
+TEMPLATE_SETS = ("openai", "simple", "plain")
+DEFAULT_ENGINE = {"android": "qnnpack", "x86": "fbgemm"}
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "assets" / "recipes"
+BUILTIN_MODEL = "kit-tiny-clip"
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(
+            f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}"
+            f"{close_matches(str(value), choices)}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """What dynamic int8 quantization reaches, and how.
+
+    ``mode`` picks the towers (the paper's four rows); ``attention``, ``embedding``, ``patch`` and
+    ``projection`` decide whether attention projections, the token embedding (weight-only), the patch
+    convolution (as a Linear over patches) and the output projections become int8 too;
+    ``keep_fp32`` lists module-name patterns (fnmatch, on ``<role>.<module>`` names such as
+    ``text_encoder.transformer.resblocks.0.mlp.c_fc``) left in fp32; ``per_tensor`` patterns get one
+    weight scale per tensor even when ``weights`` is per-channel.
+    """
+
+    mode: str = "combined"
+    engine: str = "qnnpack"
+    weights: str = "per-channel"
+    attention: str = "int8"
+    embedding: str = "int8"
+    patch: str = "int8"
+    projection: str = "int8"
+    keep_fp32: tuple[str, ...] = ()
+    per_tensor: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _choice("quantize", self.mode, QUANTIZE_MODES)
+        _choice("engine", self.engine, ENGINES)
+        _choice("weights", self.weights, WEIGHT_SCHEMES)
+        for name in ("attention", "embedding", "patch", "projection"):
+            _choice(name, getattr(self, name), PRECISIONS)
+        for name in ("keep_fp32", "per_tensor"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(p, str) and p for p in value):
+                raise ConfigError(f"{name}={value!r} must be a list of module-name patterns")
+
+    @property
+    def image(self) -> bool:
+        return self.mode in ("image", "combined")
+
+    @property
+    def text(self) -> bool:
+        return self.mode in ("text", "combined")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """One conversion: which model, how to quantize it, for which target, where to write it."""
+
+    model: str = BUILTIN_MODEL
+    pretrained: str | None = "builtin"
+    checkpoint: str | None = None
+    quantize: str = "combined"
+    target: str = "android"
+    engine: str | None = None
+    weights: str = "per-channel"
+    attention: str = "int8"
+    embedding: str = "int8"
+    patch: str = "int8"
+    projection: str = "int8"
+    keep_fp32: tuple[str, ...] = ()
+    per_tensor: tuple[str, ...] = ()
+    labels: tuple[str, ...] | None = None
+    templates: str = "openai"
+    out: str | None = None
+    force: bool = False
+    also_pt: bool = False
+    bytecode_version: int | None = None
+    min_cosine: float = 0.99
+    seed: int = 0
+    install_to: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("target", self.target, TARGETS)
+        if self.engine is None:
+            object.__setattr__(self, "engine", DEFAULT_ENGINE[self.target])
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model={self.model!r} must be an open_clip model name")
+        if self.checkpoint is not None and self.pretrained not in (None, "builtin"):
+            raise ConfigError(
+                f"checkpoint={self.checkpoint!r} and pretrained={self.pretrained!r} both given; "
+                "use one of them"
+            )
+        if self.pretrained == "builtin" and self.model != BUILTIN_MODEL and self.checkpoint is None:
+            object.__setattr__(self, "pretrained", "none")
+        if self.checkpoint is not None:
+            object.__setattr__(self, "pretrained", None)
+        for name in ("keep_fp32", "per_tensor"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.labels, list):
+            object.__setattr__(self, "labels", tuple(self.labels))
+        self.quant  # validates the quantization fields
+        if self.labels is not None:
+            validate_labels(self.labels, "labels")
+        if self.bytecode_version is not None and (
+            isinstance(self.bytecode_version, bool) or not isinstance(self.bytecode_version, int)
+            or self.bytecode_version < 1
+        ):
+            raise ConfigError(f"bytecode_version={self.bytecode_version!r} must be a positive integer")
+        if isinstance(self.min_cosine, bool) or not isinstance(self.min_cosine, (int, float)) or not (
+            -1.0 <= self.min_cosine <= 1.0
+        ):
+            raise ConfigError(f"min_cosine={self.min_cosine!r} must be a number in [-1, 1]")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed={self.seed!r} must be an integer")
+        if not isinstance(self.templates, str) or not self.templates:
+            raise ConfigError(f"templates={self.templates!r} must be one of {', '.join(TEMPLATE_SETS)} or a file")
+
+    @property
+    def quant(self) -> QuantConfig:
+        return QuantConfig(
+            mode=self.quantize, engine=self.engine, weights=self.weights, attention=self.attention,
+            embedding=self.embedding, patch=self.patch, projection=self.projection,
+            keep_fp32=self.keep_fp32, per_tensor=self.per_tensor,
+        )
+
+    @property
+    def needs_xnnpack(self) -> bool:
+        """Android artifacts get optimize_for_mobile's XNNPACK rewrites; x86 ones do not."""
+        return self.target == "android"
+
+    @property
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("out") / f"{self.model.replace('/', '_')}-{self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["keep_fp32"] = list(self.keep_fp32)
+        data["per_tensor"] = list(self.per_tensor)
+        data["labels"] = list(self.labels) if self.labels is not None else None
+        return data
+
+
+FIELD_NAMES = tuple(f.name for f in fields(ConvertConfig))
+
+
+def validate_labels(labels: tuple[str, ...] | list[str], source: str) -> tuple[str, ...]:
+    """Labels must be non-empty, non-blank strings without duplicates."""
+    labels = tuple(labels)
+    if not labels:
+        raise LabelsError(f"{source}: the label list is empty; give at least one class name")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise LabelsError(f"{source}: label {i + 1} is blank or not text ({label!r})")
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        key = label.strip().lower()
+        if key in seen:
+            raise LabelsError(
+                f"{source}: duplicate label {label!r} (entries {seen[key] + 1} and {i + 1})"
+            )
+        seen[key] = i
+    return tuple(label.strip() for label in labels)
+
+
+def read_labels(spec: str) -> tuple[str, ...]:
+    """``spec`` is a file with one label per line (blank lines and ``#`` comments skipped) or a
+    comma-separated list of names."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LabelsError(f"labels file {spec}: cannot be read ({exc})") from None
+        lines = [ln.strip() for ln in text.splitlines()]
+        return validate_labels([ln for ln in lines if ln and not ln.startswith("#")], f"labels file {spec}")
+    if path.suffix in (".txt", ".csv", ".lst") or "/" in spec:
+        raise LabelsError(f"labels file {spec} does not exist")
+    return validate_labels([s for s in (p.strip() for p in spec.split(",")) if s] or [], f"labels {spec!r}")
+
+
+def resolve_recipe_path(recipe: str) -> Path:
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    builtin = RECIPES_DIR / f"{recipe}.yaml"
+    if builtin.is_file():
+        return builtin
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise ConfigError(
+        f"recipe {recipe!r} is neither a file nor a built-in recipe ({', '.join(names)})"
+        f"{close_matches(recipe, names)}"
+    )
+
+
+def load_recipe(recipe: str) -> dict[str, Any]:
+    """Read a YAML recipe into a dict of ConvertConfig fields (keys checked, not yet validated)."""
+    path = resolve_recipe_path(recipe)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"recipe {path}: malformed YAML{where} ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"recipe {path}: cannot be read ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"recipe {path}: must be a mapping of options, got {type(data).__name__}")
+    return normalise_keys(data, f"recipe {path}")
+
+
+def normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name == "description":
+            continue
+        if name not in FIELD_NAMES:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}{close_matches(name, FIELD_NAMES)}"
+            )
+        out[name] = value
+    if isinstance(out.get("labels"), str):
+        out["labels"] = read_labels(out["labels"])
+    return out
+
+
+def build_config(recipe: str | None = None, **overrides: Any) -> ConvertConfig:
+    """Recipe values, then the overrides that are not None, into a validated ConvertConfig."""
+    values: dict[str, Any] = load_recipe(recipe) if recipe else {}
+    values.update(normalise_keys({k: v for k, v in overrides.items() if v is not None}, "options"))
+    try:
+        return ConvertConfig(**values)
+    except TypeError as exc:  # a recipe value of the wrong shape
+        raise ConfigError(f"invalid option value: {exc}") from None

@@ -1,0 +1,64 @@
+"""Typed errors of the kit.
+
+Every error a user can cause is a :class:`KitError`; the CLIs print its message as one line and exit 2.
+A :class:`FidelityError` (the converted model answers too differently) exits 1: the input was fine,
+the result is not.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class KitError(Exception):
+    """Base of every error the kit raises on purpose; its message is one self-contained line."""
+
+    exit_code = 2
+
+
+class ConfigError(KitError, ValueError):
+    """A configuration value (CLI flag, recipe key, enum value) is invalid."""
+
+
+class ModelError(KitError, ValueError):
+    """Unknown model name or pretrained tag, or an architecture the kit cannot convert."""
+
+
+class CheckpointError(KitError, ValueError):
+    """A checkpoint file is missing, truncated, unreadable or for another architecture."""
+
+
+class LabelsError(KitError, ValueError):
+    """A labels list is empty, has duplicates, or cannot be read."""
+
+
+class OutputError(KitError, OSError):
+    """The output directory cannot be written (exists and is not empty, unwritable, disk full)."""
+
+
+class TorchVersionError(KitError, RuntimeError):
+    """The running torch cannot do what was asked (no XNNPACK, no quantized engine, wrong version)."""
+
+
+class ExportError(KitError, RuntimeError):
+    """Scripting, mobile optimization or saving failed; never silently replaced by an eager model."""
+
+
+class ArtifactError(KitError, ValueError):
+    """An artifact directory or file is missing, tampered with, or from another toolchain."""
+
+
+class FidelityError(KitError):
+    """A converted artifact is below the recipe's fidelity floor."""
+
+    exit_code = 1
+
+
+def close_matches(value: str, choices: Iterable[str], n: int = 3) -> str:
+    """A ' (did you mean: a, b?)' suffix for an error message, or '' when nothing is close."""
+    choices = list(choices)
+    hits = difflib.get_close_matches(value, choices, n=n, cutoff=0.6)
+    if not hits:
+        lowered = value.lower()
+        hits = [c for c in choices if lowered in c.lower()][:n]
+    return f" (did you mean: {', '.join(hits)}?)" if hits else ""

@@ -1,0 +1,174 @@
+"""Stage 1: build the open_clip model (eval mode) and capture its preprocessing and tokenizer facts."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import BUILTIN_MODEL, ConvertConfig
+from .errors import CheckpointError, ModelError, close_matches
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The fp32 reference model with what a device needs to feed it."""
+
+    model: torch.nn.Module
+    name: str
+    pretrained: str | None
+    checkpoint: str | None
+    preprocess: dict[str, Any]
+    tokenizer: dict[str, Any]
+    embed_dim: int
+
+
+def _register_builtin() -> None:
+    from assets import register_tiny_model
+
+    register_tiny_model()
+
+
+def known_models() -> list[str]:
+    import open_clip
+
+    _register_builtin()
+    return list(open_clip.list_models())
+
+
+def _check_model_name(name: str) -> None:
+    models = known_models()
+    if name not in models and not name.startswith(("hf-hub:", "local-dir:")):
+        raise ModelError(f"unknown model {name!r}{close_matches(name, models)}; see open_clip.list_models()")
+
+
+def _check_tag(name: str, tag: str) -> None:
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if tag not in tags:
+        valid = ", ".join(["none", *tags]) if tags else "none (this model has no pretrained tags)"
+        raise ModelError(f"unknown pretrained tag {tag!r} for {name}{close_matches(tag, tags)}; valid: {valid}")
+
+
+def _check_checkpoint_file(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise CheckpointError(f"checkpoint {path} is not readable")
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_model(config: ConvertConfig) -> LoadedModel:
+    """Create the fp32 open_clip model named by ``config`` (eval mode, on CPU).
+
+    Weights come from the built-in tiny checkpoint, an open_clip pretrained tag (needs the network on
+    first use), a local checkpoint file, or seeded random init (``pretrained='none'``).
+    """
+    import open_clip
+
+    name = config.model
+    _check_model_name(name)
+    pretrained: str | None = config.pretrained
+    checkpoint = config.checkpoint
+    if name == BUILTIN_MODEL and pretrained == "builtin" and checkpoint is None:
+        from assets import TINY_CHECKPOINT
+
+        checkpoint = str(TINY_CHECKPOINT)
+    if checkpoint is not None:
+        _check_checkpoint_file(checkpoint)
+        source = checkpoint
+    elif pretrained in (None, "none"):
+        source = None
+    else:
+        _check_tag(name, pretrained)
+        source = pretrained
+    torch.manual_seed(config.seed)
+    if checkpoint is not None:
+        model = _model_from_checkpoint(name, checkpoint)
+    else:
+        try:
+            model = open_clip.create_model(name, pretrained=source, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - hub and config errors come in many types
+            raise ModelError(f"cannot create {name} (pretrained={pretrained}): {_one_line(exc)}") from None
+    model.eval()
+    model.float()
+    pp = open_clip.get_model_preprocess_cfg(model)
+    size = pp.get("size", 224)
+    size = [size, size] if isinstance(size, int) else list(size)
+    preprocess = {
+        "image_size": size,
+        "mean": [float(v) for v in pp.get("mean", open_clip.OPENAI_DATASET_MEAN)],
+        "std": [float(v) for v in pp.get("std", open_clip.OPENAI_DATASET_STD)],
+        "interpolation": pp.get("interpolation", "bicubic"),
+        "resize_mode": pp.get("resize_mode", "shortest"),
+        "fill_color": int(pp.get("fill_color", 0)),
+        "mode": pp.get("mode", "RGB"),
+    }
+    tokenizer = describe_tokenizer(name, model)
+    embed_dim = int(getattr(model, "embed_dim", 0) or _probe_embed_dim(model, tokenizer))
+    return LoadedModel(
+        model=model, name=name, pretrained=None if checkpoint else pretrained,
+        checkpoint=checkpoint, preprocess=preprocess, tokenizer=tokenizer, embed_dim=embed_dim,
+    )
+
+
+def _model_from_checkpoint(name: str, checkpoint: str) -> torch.nn.Module:
+    """Read the file first (so a truncated or foreign file is told apart from a wrong architecture),
+    then load it into ``name`` with open_clip's own loader (strict, with its key/shape fix-ups)."""
+    import open_clip
+    from open_clip.factory import load_state_dict
+
+    try:
+        state = load_state_dict(checkpoint)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
+        raise CheckpointError(
+            f"checkpoint {checkpoint} cannot be read (truncated or not a torch checkpoint): {_one_line(exc)}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {checkpoint} is not a state dict of tensors")
+    del state
+    model = open_clip.create_model(name, pretrained=None, device="cpu")
+    try:
+        open_clip.load_checkpoint(model, checkpoint)
+    except Exception as exc:  # noqa: BLE001 - missing keys, shape mismatches, asserts
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit {name}: {_one_line(exc)}") from None
+    return model
+
+
+def describe_tokenizer(name: str, model: torch.nn.Module) -> dict[str, Any]:
+    """Facts about the tokenizer a device must reproduce (only open_clip's CLIP BPE is supported)."""
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+
+    tok = open_clip.get_tokenizer(name)
+    if not isinstance(tok, SimpleTokenizer):
+        raise ModelError(
+            f"{name} uses tokenizer {type(tok).__name__}; the kit supports open_clip's CLIP BPE "
+            "(SimpleTokenizer) only"
+        )
+    return {
+        "context_length": int(tok.context_length),
+        "vocab_size": int(len(tok.encoder)),
+        "vocab_file": "bpe_simple_vocab_16e6.txt.gz",
+        "vocab_id": f"openai-clip-bpe-{len(tok.encoder)}",
+        "sot_token_id": int(tok.sot_token_id),
+        "eot_token_id": int(tok.eot_token_id),
+        "pad_token_id": 0,
+        "clean": getattr(getattr(tok, "clean_fn", None), "__name__", "_clean_lower").replace("_clean_", ""),
+    }
+
+
+def _probe_embed_dim(model: torch.nn.Module, tokenizer: dict[str, Any]) -> int:
+    with torch.no_grad():
+        tokens = torch.zeros(1, tokenizer["context_length"], dtype=torch.long)
+        return int(model.encode_text(tokens).shape[-1])

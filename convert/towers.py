@@ -1,0 +1,190 @@
+"""Thin, scriptable tower modules around an open_clip model.
+
+open_clip's ``CLIP.encode_text`` (and scripting a wrapper around the whole model) breaks after
+``quantize_dynamic`` because ``Transformer.get_cast_dtype`` reads ``.weight`` of the first block's MLP,
+which a ``DynamicQuantizedLinear`` no longer has as a tensor. These towers never ask for a cast dtype:
+they compute exactly what ``encode_image`` / ``encode_text`` (``normalize=False``) compute in fp32,
+with the output projections (bare Parameters in open_clip) as Linear modules so quantization can reach
+them.
+"""
+
+import copy
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import unfold_attention
+from .errors import ModelError
+
+
+def linear_from_matrix(matrix: torch.Tensor) -> nn.Linear:
+    """``x @ matrix`` as an ``nn.Linear`` (no bias)."""
+    linear = nn.Linear(matrix.shape[0], matrix.shape[1], bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(matrix.detach().t())
+    return linear
+
+
+def _projection(proj) -> nn.Module:
+    if proj is None:
+        return nn.Identity()
+    if isinstance(proj, nn.Linear):
+        return copy.deepcopy(proj)
+    return linear_from_matrix(proj)
+
+
+
+class PatchLinear(nn.Module):
+    """A patch-embedding convolution whose stride equals its kernel, computed as a Linear over patches.
+
+    Output layout equals the convolution's ([B, C_out, H/p, W/p]) so the owning vision tower runs
+    unchanged; the Linear is what dynamic quantization can reach.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        kh, kw = conv.kernel_size
+        if (
+            conv.stride != conv.kernel_size or conv.padding not in ((0, 0), "valid")
+            or conv.dilation != (1, 1) or conv.groups != 1
+        ):
+            raise ValueError("only a non-overlapping, unpadded, ungrouped patch convolution is a Linear")
+        self.kh = kh
+        self.kw = kw
+        self.out_channels = conv.out_channels
+        self.linear = nn.Linear(conv.in_channels * kh * kw, conv.out_channels, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.linear.weight.copy_(conv.weight.reshape(conv.out_channels, -1))
+            if conv.bias is not None:
+                self.linear.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        gh = height // self.kh
+        gw = width // self.kw
+        x = x[:, :, : gh * self.kh, : gw * self.kw]
+        x = x.reshape(batch, channels, gh, self.kh, gw, self.kw).permute(0, 2, 4, 1, 3, 5)
+        x = self.linear(x.reshape(batch, gh * gw, channels * self.kh * self.kw))
+        return x.permute(0, 2, 1).reshape(batch, self.out_channels, gh, gw)
+
+
+class ImageEncoder(nn.Module):
+    """``image [B, 3, H, W] -> embedding [B, D]``, equal to open_clip's ``encode_image``."""
+
+    def __init__(self, visual: nn.Module, proj: nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+        self.proj = proj
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.visual(image))
+
+
+class TextEncoder(nn.Module):
+    """``tokens [B, context_length] (int64) -> embedding [B, D]``, equal to open_clip's ``encode_text``."""
+
+    pool_type: torch.jit.Final[str]
+    eos_id: torch.jit.Final[int]
+
+    def __init__(
+        self,
+        token_embedding: nn.Module,
+        positional_embedding: torch.Tensor,
+        transformer: nn.Module,
+        ln_final: nn.Module,
+        attn_mask: Optional[torch.Tensor],
+        projection: nn.Module,
+        pool_type: str,
+        eos_id: int,
+    ) -> None:
+        super().__init__()
+        if pool_type not in ("argmax", "eos", "first", "last"):
+            raise ModelError(f"text pooling {pool_type!r} is not supported (argmax, eos, first, last)")
+        self.token_embedding = token_embedding
+        self.register_buffer("positional_embedding", positional_embedding.detach().clone())
+        self.transformer = transformer
+        self.ln_final = ln_final
+        self.register_buffer("attn_mask", None if attn_mask is None else attn_mask.detach().clone())
+        self.projection = projection
+        self.pool_type = pool_type
+        self.eos_id = eos_id
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(text)
+        x = x + self.positional_embedding[: x.shape[1]]
+        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = self.ln_final(x)
+        rows = torch.arange(x.shape[0], device=x.device)
+        if self.pool_type == "argmax":
+            pooled = x[rows, text.argmax(dim=-1)]
+        elif self.pool_type == "eos":
+            pooled = x[rows, (text == self.eos_id).int().argmax(dim=-1)]
+        elif self.pool_type == "first":
+            pooled = x[:, 0]
+        else:
+            pooled = x[:, -1]
+        return self.projection(pooled)
+
+
+class ZeroShotHead(nn.Module):
+    """``image embedding [B, D] -> logits [B, C]``: ``scale * normalize(x) @ W.T``.
+
+    ``W`` holds one normalised fp32 text embedding per label, so a phone that only classifies
+    needs no text encoder at all.
+    """
+
+    def __init__(self, class_embeddings: torch.Tensor, logit_scale: float) -> None:
+        super().__init__()
+        self.register_buffer("weight", class_embeddings.detach().float().contiguous())
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * torch.matmul(F.normalize(embedding, dim=-1), self.weight.t())
+
+
+def build_image_encoder(model: nn.Module, attention: bool = True, patch: bool = True) -> ImageEncoder:
+    """A deep-copied, fp32 image tower; ``attention``/``patch`` unfold MHA and the patch conv."""
+    visual = copy.deepcopy(model.visual)
+    if getattr(visual, "output_tokens", False):
+        raise ModelError("vision towers that output tokens are not supported")
+    proj = _projection(getattr(visual, "proj", None))
+    if hasattr(visual, "proj"):
+        visual.proj = None
+    if patch and isinstance(getattr(visual, "conv1", None), nn.Conv2d):
+        try:
+            visual.conv1 = PatchLinear(visual.conv1)
+        except ValueError:
+            pass  # an overlapping stem stays a convolution
+    if attention:
+        unfold_attention(visual)
+    return ImageEncoder(visual, proj).eval()
+
+
+def build_text_encoder(model: nn.Module, attention: bool = True) -> TextEncoder:
+    """A deep-copied, fp32 text tower (open_clip ``CLIP`` or ``CustomTextCLIP`` with a TextTransformer)."""
+    text = getattr(model, "text", None)
+    if text is not None:
+        from open_clip.transformer import TextTransformer
+
+        if not isinstance(text, TextTransformer):
+            raise ModelError(f"text tower {type(text).__name__} is not supported (open_clip TextTransformer only)")
+        if text.cls_emb is not None or text.use_pad_mask:
+            raise ModelError("text towers with a class token or pad mask (CoCa-style) are not supported")
+        owner, pool_type, eos_id = text, text.pool_type, text.eos_id
+    else:
+        owner, pool_type, eos_id = model, model.text_pool_type, getattr(model, "text_eos_id", None)
+    transformer = copy.deepcopy(owner.transformer)
+    if attention:
+        unfold_attention(transformer)
+    return TextEncoder(
+        token_embedding=copy.deepcopy(owner.token_embedding),
+        positional_embedding=owner.positional_embedding,
+        transformer=transformer,
+        ln_final=copy.deepcopy(owner.ln_final),
+        attn_mask=owner.attn_mask,
+        projection=_projection(owner.text_projection),
+        pool_type=pool_type,
+        eos_id=-1 if eos_id is None else int(eos_id),
+    ).eval()

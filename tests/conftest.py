@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny open_clip conversions made once per session, and a CLI runner."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
+torch.set_num_threads(2)
+
+TINY = "kit-tiny-clip"
+
+
+def tiny_options(**overrides):
+    """Options for a fast conversion of the tiny architecture with seeded random weights."""
+    opts = dict(model=TINY, pretrained="none", labels=("red circle", "blue square", "green star"),
+                templates="plain", seed=0)
+    opts.update(overrides)
+    return opts
+
+
+@pytest.fixture(scope="session")
+def convert_tiny(tmp_path_factory):
+    """``convert_tiny(**overrides) -> ConversionResult``, cached per option set for the session."""
+    from convert import build_config
+    from convert.pipeline import convert
+
+    cache = {}
+
+    def run(**overrides):
+        key = tuple(sorted((k, str(v)) for k, v in overrides.items()))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("conv") / "out"
+            cache[key] = convert(build_config(**tiny_options(out=str(out), **overrides)))
+        return cache[key]
+
+    return run
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``python -m convert`` in-process: returns (exit code, stdout, stderr)."""
+    from convert.cli import main
+
+    def run(*argv):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def lite_zip_storages(path: Path) -> list[tuple[str, bytes]]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return [(n, archive.read(n)) for n in archive.namelist()
+                if "/constants/" in n or "/data/" in n]
