@@ -1,0 +1,46 @@
+package org.clipkit.demo;
+
+import android.app.Activity;
+import android.content.Intent;
+import android.os.Bundle;
+import android.widget.Button;
+import android.widget.LinearLayout;
+import android.widget.TextView;
+
+/** Entry: three screens. */
+public class MainActivity extends Activity {
+    @Override
+    protected void onCreate(Bundle savedInstanceState) {
+        super.onCreate(savedInstanceState);
+        LinearLayout root = new LinearLayout(this);
+        root.setOrientation(LinearLayout.VERTICAL);
+        root.setPadding(32, 32, 32, 32);
+        final TextView status = new TextView(this);
+        status.setText("Loading manifest…");
+        root.addView(status);
+        root.addView(button("Zero-shot classification", ClassifyActivity.class));
+        root.addView(button("Search my pictures", SearchActivity.class));
+        root.addView(button("Benchmark", BenchmarkActivity.class));
+        setContentView(root);
+        ClipKit.executor().execute(() -> {
+            String msg;
+            try {
+                ClipKit kit = ClipKit.get(this);
+                msg = "Model: " + kit.manifest.modelName + " (" + kit.manifest.engine + ", bytecode "
+                        + kit.manifest.bytecodeVersion + "), input " + kit.manifest.preprocess.imageHeight + "x"
+                        + kit.manifest.preprocess.imageWidth + ", context " + kit.manifest.tokenizer.contextLength;
+            } catch (Exception e) {
+                msg = "Artifacts not usable: " + e.getMessage();
+            }
+            final String m = msg;
+            runOnUiThread(() -> status.setText(m));
+        });
+    }
+
+    private Button button(String label, final Class<?> target) {
+        Button b = new Button(this);
+        b.setText(label);
+        b.setOnClickListener(v -> startActivity(new Intent(this, target)));
+        return b;
+    }
+}
