@@ -16,27 +16,30 @@ MIB = 2**20
 def vitb32(tmp_path_factory):
     results = {}
 
-    def run(target):
-        if target not in results:
-            out = tmp_path_factory.mktemp(target) / "out"
-            results[target] = convert(build_config(
-                "android" if target == "android" else "x86", model="ViT-B-32", pretrained="none",
-                labels=("cat", "dog", "car"), templates="plain", out=str(out)))
-        return results[target]
+    def run(recipe):
+        if recipe not in results:
+            out = tmp_path_factory.mktemp(recipe) / "out"
+            results[recipe] = convert(build_config(
+                recipe, model="ViT-B-32", pretrained="none", labels=("cat", "dog", "car"),
+                templates="plain", out=str(out)))
+        return results[recipe]
 
     return run
 
 
 def _duplicated_bytes(path):
+    """Bytes stored more than once, all-zero storages aside: random init makes biases zero, and
+    fbgemm rebuilds each layer's (all-zero) zero-point vector when it pickles a packed weight."""
     by_hash = defaultdict(list)
     for _, data in lite_zip_storages(path):
-        by_hash[hashlib.sha256(data).hexdigest()].append(len(data))
+        if data.count(0) != len(data):
+            by_hash[hashlib.sha256(data).hexdigest()].append(len(data))
     return sum(sizes[0] * (len(sizes) - 1) for sizes in by_hash.values())
 
 
-@pytest.mark.parametrize("target", ["android", "x86"])
-def test_vitb32_conversion(vitb32, target):
-    result = vitb32(target)
+@pytest.mark.parametrize("recipe", ["android", "x86"])
+def test_vitb32_conversion(vitb32, recipe):
+    result = vitb32(recipe)
     sizes = {f["role"]: f["bytes"] for f in result.manifest["files"] if f["format"] == "lite"}
     fid = result.manifest["fidelity"]
     # fp32 towers: image 335 MiB + text 242 MiB; the int8 artifacts are about a quarter of that.
@@ -45,14 +48,14 @@ def test_vitb32_conversion(vitb32, target):
         assert fid[role]["cosine_min"] >= 0.995, (role, fid[role])
         assert fid[role]["fp32_tower_max_abs_err"] < 1e-3
         path = result.out_dir / f"{role}.ptl"
-        # No duplicated weights: anything identical is a small qparam vector, far below 1 % of the file.
-        assert _duplicated_bytes(path) < 0.01 * path.stat().st_size, role
+        # No duplicated weights: what is identical is a small LayerNorm vector (all ones at init).
+        assert _duplicated_bytes(path) < 0.001 * path.stat().st_size, role
 
 
-def test_vitb32_android_fits_the_size_budget_with_fidelity(vitb32):
-    """The combined android recipe: both towers int8 throughout, image + text within 146 MiB,
+def test_vitb32_android_compact_fits_the_size_budget_with_fidelity(vitb32):
+    """The android-compact recipe: both towers int8 throughout, image + text within 146 MiB,
     per-tower cosine >= 0.999 against fp32."""
-    result = vitb32("android")
+    result = vitb32("android-compact")
     sizes = {f["role"]: f["bytes"] for f in result.manifest["files"] if f["format"] == "lite"}
     assert (sizes["image_encoder"] + sizes["text_encoder"]) / MIB <= 146.0, sizes
     for role in ("image_encoder", "text_encoder"):
