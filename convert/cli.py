@@ -44,13 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-cosine", type=float, help="fidelity floor per tower (default 0.99)")
     p.add_argument("--seed", type=int, help="seed for random weights and probe inputs")
     p.add_argument("--install-to", metavar="APP_DIR", help="copy the artifacts into the android_demo app's assets")
+    p.add_argument("--sensitivity", type=int, metavar="K", help=(
+        "instead of converting: quantize one module group at a time, rank the groups by the error they "
+        "add, and write a recipe keeping the worst K in fp32 (to --sensitivity-recipe)"))
+    p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"recipe", "json", "quiet"}
+    skip = {"recipe", "json", "quiet", "sensitivity", "sensitivity_recipe"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if "labels" in opts:
         opts["labels"] = read_labels(opts["labels"])
@@ -86,6 +90,26 @@ def print_summary(result, console) -> None:
         console.print(f"installed into {result.installed_to}")
 
 
+def run_sensitivity(config, k: int, recipe: str, console, as_json: bool) -> int:
+    """``--sensitivity K``: rank module groups by the error their quantization adds (deploy.evaluate)."""
+    from rich.table import Table
+
+    from deploy.evaluate import run_sensitivity as rank
+
+    rows = rank(config, k=k, out_recipe=recipe)
+    if as_json:
+        print(json.dumps({"recipe": recipe, "rows": rows}, indent=2))
+        return 0
+    table = Table(title=f"sensitivity of {config.model} ({config.engine}, {config.weights}); worst first")
+    for col in rows[0].keys() if rows else ():
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"recipe keeping the worst {k} groups in fp32: {recipe}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
@@ -97,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
     try:
         config = build_config(args.recipe, **_options(args))
+        if args.sensitivity is not None:
+            return run_sensitivity(config, args.sensitivity, args.sensitivity_recipe, console, args.json)
         from .pipeline import convert
 
         if args.quiet or args.json:

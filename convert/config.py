@@ -83,16 +83,17 @@ class ConvertConfig:
     model: str = BUILTIN_MODEL
     pretrained: str | None = "builtin"
     checkpoint: str | None = None
-    quantize: str = "combined"
+    # The quantization fields and their defaults are QuantConfig's (one source of truth).
+    quantize: str = QuantConfig.mode
     target: str = "android"
     engine: str | None = None
-    weights: str = "per-channel"
-    attention: str = "int8"
-    embedding: str = "int8"
-    patch: str = "int8"
-    projection: str = "int8"
-    keep_fp32: tuple[str, ...] = ()
-    per_tensor: tuple[str, ...] = ()
+    weights: str = QuantConfig.weights
+    attention: str = QuantConfig.attention
+    embedding: str = QuantConfig.embedding
+    patch: str = QuantConfig.patch
+    projection: str = QuantConfig.projection
+    keep_fp32: tuple[str, ...] = QuantConfig.keep_fp32
+    per_tensor: tuple[str, ...] = QuantConfig.per_tensor
     labels: tuple[str, ...] | None = None
     templates: str = "openai"
     out: str | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -56,37 +57,30 @@ def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
     half-written artifact is ever visible under ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; artifacts are ordinary files
+    # The temporary file keeps the final name inside a temporary folder: a TorchScript archive takes
+    # its top-level folder name from the file name, and readers should see `image_encoder/...`.
+    folder = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = os.path.join(folder, path.name)
     try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except RuntimeError as exc:
-        _unlink(tmp)
-        message = " ".join(str(exc).split())[:300]
-        if "No space left" in message or "write" in message.lower() and "fail" in message.lower():
-            raise OutputError(f"cannot write {path}: {message}") from None
-        raise ExportError(f"cannot save {path.name}: {message}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
+        try:
+            writer(tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())  # ordinary files, not mkstemp's 0600
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        except RuntimeError as exc:
+            message = " ".join(str(exc).split())[:300]
+            if "No space left" in message or ("write" in message.lower() and "fail" in message.lower()):
+                raise OutputError(f"cannot write {path}: {message}") from None
+            raise ExportError(f"cannot save {path.name}: {message}") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def save_lite(module: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> None:

@@ -260,9 +260,12 @@ def build_class_embeddings_fp32(model, tokenizer, labels, templates) -> torch.Te
 
 
 def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:
+    from .manifest import sha256_of
+
     return {"name": loaded.name, "pretrained": loaded.pretrained,
             "checkpoint": Path(loaded.checkpoint).name if loaded.checkpoint else None,
-            "embed_dim": loaded.embed_dim}
+            "checkpoint_sha256": sha256_of(Path(loaded.checkpoint)) if loaded.checkpoint else None,
+            "seed": config.seed, "embed_dim": loaded.embed_dim}
 
 
 @torch.no_grad()

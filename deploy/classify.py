@@ -1,0 +1,113 @@
+"""``python -m deploy classify IMAGE... --artifacts DIR``: zero-shot labels on the converted artifacts.
+
+Uses the shipped zero-shot head when the artifacts have one and neither ``--labels`` nor a different
+``--templates`` is given; otherwise builds class embeddings with the artifact's own (quantized) text
+encoder and tokenizer.
+
+Exit status: 0 when every image was classified; 1 when some images failed (each reported, the others
+still answered); 2 when all images failed or the input was unusable (artifacts, labels, templates).
+Labels longer than the context are truncated (like open_clip and the phone) with a warning on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from convert.config import read_labels
+from convert.errors import KitError
+
+from .artifacts import load_artifacts
+from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
+from .runtime import class_embeddings, encode_images, head_logits, logits_from_weights
+from .tokenizer import KitTokenizer
+from .zeroshot import load_templates, topk
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("classify", help="zero-shot classify images on the converted artifacts",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
+    p.add_argument("--labels", help="labels file or comma-separated names (default: the shipped head's labels)")
+    p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--jit", action="store_true", help="run the .pt TorchScript twins instead of the .ptl lite files")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0 = no limit)")
+    p.set_defaults(func=run)
+
+
+def classifier(artifacts_dir, labels=None, templates=None, kind="lite"):
+    """Load artifacts and return ``(artifacts, labels, logits_fn)``; ``logits_fn(image_embeddings)``."""
+    from convert.errors import LabelsError
+
+    from .artifacts import read_manifest
+
+    manifest = read_manifest(artifacts_dir)
+    zs = manifest.get("zero_shot") or {}
+    has_head = any(e.get("role") == "zero_shot_head" for e in manifest["files"])
+    same_templates = templates is None or str(zs.get("templates") or "").startswith(f"{templates}-")
+    if has_head and labels is None and same_templates:
+        artifacts = load_artifacts(artifacts_dir, kind, roles=("image_encoder", "zero_shot_head"))
+        return artifacts, artifacts.labels, lambda emb: head_logits(artifacts, emb)
+    if labels is None:
+        labels = zs.get("labels")
+        if not labels:
+            raise LabelsError(f"{artifacts_dir} has no zero-shot head and no labels; pass --labels")
+    artifacts = load_artifacts(artifacts_dir, kind, roles=("image_encoder", "text_encoder"))
+    _, tmpl = load_templates(templates or "openai")
+    weights = class_embeddings(artifacts, KitTokenizer.from_artifacts(artifacts), labels, tmpl)
+    scale = artifacts.logit_scale
+    return artifacts, list(labels), lambda emb: logits_from_weights(emb, weights, scale)
+
+
+def run(args: argparse.Namespace) -> int:
+    labels = read_labels(args.labels) if args.labels is not None else None
+    if args.topk < 1:
+        from convert.errors import ConfigError
+
+        raise ConfigError(f"--topk {args.topk} must be at least 1")
+    artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite")
+    pre = Preprocessor(artifacts.preprocess)
+    max_pixels = args.max_pixels or None
+    results = []
+    for path in args.images:
+        try:
+            x = pre(open_image(path, max_pixels)).unsqueeze(0)
+            logits = logits_fn(encode_images(artifacts, x))
+            top = topk(logits, labels, args.topk)[0]
+            results.append({"image": path, "top": [{"label": lab, "score": round(s, 6)} for lab, s in top]})
+        except KitError as exc:
+            if exc.exit_code != 2 or "image" not in type(exc).__name__.lower():
+                raise
+            results.append({"image": path, "error": str(exc)})
+    failed = sum("error" in r for r in results)
+    if args.json:
+        print(json.dumps({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, indent=2,
+                         ensure_ascii=False))
+    else:
+        _print_table(results, artifacts)
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['error']}", file=sys.stderr)
+    if failed == 0:
+        return 0
+    return 2 if failed == len(results) else 1
+
+
+def _print_table(results, artifacts) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in results:
+        if "error" in r:
+            continue
+        table = Table(title=f"{r['image']} ({artifacts.manifest['model']['name']}, {artifacts.kind})")
+        table.add_column("#", justify="right")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for i, item in enumerate(r["top"], 1):
+            table.add_row(str(i), item["label"], f"{item['score']:.4f}")
+        console.print(table)

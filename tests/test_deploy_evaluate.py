@@ -1,0 +1,115 @@
+"""python -m deploy evaluate (accuracy report, plots, datasets) and --sensitivity (recipe)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _deploy_helpers import converted, shape_images
+from convert.config import build_config, load_recipe
+from deploy.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    return converted(tmp_path_factory)
+
+
+def test_evaluate_shapes_json(art, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(["evaluate", "--artifacts", str(art), "--n", "96", "--templates", "plain,simple", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 96 and report["classes"] == 48
+    assert set(report["zero_shot"]) == {"plain-1", "simple-7"}
+    z = report["zero_shot"]["simple-7"]
+    for key in ("fp32_top1", "fp32_top5", "converted_top1", "converted_top5", "top1_agreement"):
+        assert 0.0 <= z[key] <= 1.0
+    assert report["image_encoder"]["cosine_mean"] > 0.99 and report["text_encoder"]["cosine_mean"] > 0.99
+    assert "sqnr_db" in report["image_encoder"]
+    lp = report["linear_probe"]
+    assert lp["train"] == 48 and lp["test"] == 48 and 0 <= lp["converted_top1"] <= 1
+    assert "zero-shot" in capsys.readouterr().out
+
+
+def test_evaluate_plots(art, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    code = main(["evaluate", "--artifacts", str(art), "--n", "48", "--templates", "plain", "--no-linear-probe",
+                 "--plots", str(plots), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    names = {p.split("/")[-1] for p in report["plots"]}
+    assert names == {"similarity_fp32_vs_int8.png", "weight_distributions.png", "per_layer_error.png"}
+    for name in names:
+        assert (plots / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_plots_without_matplotlib(art, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    assert main(["evaluate", "--artifacts", str(art), "--n", "4", "--plots", str(tmp_path)]) == 2
+    assert "needs matplotlib" in capsys.readouterr().err
+
+
+def test_evaluate_imagefolder(art, tmp_path, capsys):
+    root = tmp_path / "folder"
+    shape_images(root / "red_circle", n=2, seed=1)
+    shape_images(root / "blue_square", n=2, seed=2)
+    code = main(["evaluate", "--artifacts", str(art), "--dataset", "imagefolder", "--data-root", str(root),
+                 "--templates", "plain", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 4 and report["classes"] == 2
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--dataset", "cifar10"], "needs --data-root"),
+    (["--dataset", "cifar100", "--data-root", "{tmp}"], "cifar100 is not under"),
+    (["--dataset", "imagefolder", "--data-root", "{tmp}"], "no class sub-folders with images"),
+    (["--dataset", "imagefolder", "--data-root", "{tmp}/nope"], "does not exist"),
+    (["--templates", "nonexistent_set"], "templates='nonexistent_set'"),
+    (["--n", "0"], "--n 0"),
+])
+def test_evaluate_bad_inputs(art, tmp_path, capsys, argv, match):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["evaluate", "--artifacts", str(art), *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.strip().count("\n") == 0
+
+
+def test_sensitivity_writes_loadable_recipe(art, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    code = main(["evaluate", "--sensitivity", "--artifacts", str(art), "--k", "2", "--recipe-out", str(recipe),
+                 "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = data["rows"]
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[0]["drop"] >= rows[-1]["drop"]
+    groups = {r["pattern"] for r in rows}
+    assert "text_encoder.token_embedding" in groups and "image_encoder.proj" in groups
+    assert any(p.startswith("text_encoder.transformer.resblocks.0.attn") for p in groups)
+    values = load_recipe(str(recipe))
+    assert values["keep_fp32"] == [r["pattern"] for r in rows[:2]]
+    config = build_config(str(recipe))
+    assert config.model == "kit-tiny-clip" and config.pretrained == "none"
+    assert config.keep_fp32 == tuple(values["keep_fp32"])
+
+
+def test_run_sensitivity_api(tmp_path):
+    from deploy.evaluate import run_sensitivity
+
+    config = build_config(model="kit-tiny-clip", pretrained="none", quantize="image")
+    rows = run_sensitivity(config, k=1, out_recipe=tmp_path / "r.yaml")
+    assert rows and all(r["role"] == "image_encoder" for r in rows)
+    assert sum(r["kept_fp32"] for r in rows) == 1
+    assert load_recipe(str(tmp_path / "r.yaml"))["quantize"] == "image"

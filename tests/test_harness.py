@@ -1,0 +1,150 @@
+"""``python -m deploy bench``: behaviour and report schema on the tiny model (never wall-clock bounds)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import harness
+from deploy.__main__ import main as deploy_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    import convert
+    from assets import TINY_LABELS
+
+    out = tmp_path_factory.mktemp("bench") / "tiny"
+    config = convert.build_config(model="kit-tiny-clip", pretrained="none", labels=tuple(
+        ln.strip() for ln in TINY_LABELS.read_text().splitlines() if ln.strip())[:6],
+        templates="plain", out=str(out), also_pt=True, force=True)
+    convert.convert(config)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(artifacts, tmp_path_factory) -> tuple[dict, Path]:
+    work = tmp_path_factory.mktemp("report")
+    args = ["bench", str(artifacts), "--threads", "1", "2", "--engines", "qnnpack", "--load-repeats", "2",
+            "--iters", "2", "--warmup", "1", "--omp-wait-policy", "PASSIVE", "--quiet",
+            "--roles", "image_encoder", "text_encoder",
+            "--json", str(work / "r.json"), "--markdown", str(work / "r.md")]
+    assert deploy_main(args) == 0
+    return json.loads((work / "r.json").read_text()), work
+
+
+def test_report_follows_schema(report):
+    data, _ = report
+    harness.validate_report(data)
+    assert data["schema"] == "clip-mobile-kit-bench" and data["schema_version"] == 1
+    env = data["environment"]
+    for key in ("host", "device", "torch", "threads", "engine", "omp_wait_policy", "cpu_flags"):
+        assert key in env
+    assert env["threads_measured"] == [1, 2]
+    assert env["omp_wait_policies_measured"] == ["PASSIVE"] and env["omp_wait_policy"] == "PASSIVE"
+    assert isinstance(env["cpu_flags"], list)
+
+
+def test_every_variant_role_thread_and_policy_measured(report):
+    data, _ = report
+    got = {(r["role"], r["variant"], r["threads"], r["omp_wait_policy"]) for r in data["results"]}
+    for role in ("image_encoder", "text_encoder"):
+        for variant in ("eager-fp32", "eager-int8", "jit", "lite"):
+            for threads in (1, 2):
+                assert (role, variant, threads, "PASSIVE") in got
+    assert len(data["results"]) == 2 * 4 * 2
+
+
+def test_samples_ratios_and_memory_are_consistent(report, artifacts):
+    data, _ = report
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    sizes = {f["file"]: f["bytes"] for f in manifest["files"]}
+    for r in data["results"]:
+        assert len(r["load_ms"]["samples"]) == 2            # one fresh process per repetition
+        assert len(r["steady_ms"]["samples"]) == 2 * 2      # iters pooled over repetitions
+        assert len(r["first_ms_samples"]) == 2
+        assert r["steady_ms"]["median"] <= r["steady_ms"]["p90"] <= max(r["steady_ms"]["samples"])
+        assert r["peak_rss_bytes"] >= r["rss_baseline_bytes"] > 0
+        assert r["peak_rss_above_baseline_bytes"] >= 0
+        assert "latency_ratio_to_eager_fp32" in r
+        if r["variant"] in ("jit", "lite"):
+            assert r["size_bytes"] == sizes[r["file"]]
+            assert r["engine"] == "qnnpack"
+        if r["variant"] == "eager-fp32":
+            assert r["latency_ratio_to_eager_fp32"] == 1.0 and r["engine"] is None
+    assert data["reference_check"]["image_encoder"]["ok"]
+    assert data["reference_check"]["text_encoder"]["abs_diff"] < 1e-3
+
+
+def test_markdown_and_from_json_round_trip(report, tmp_path, capsys):
+    data, work = report
+    md = (work / "r.md").read_text()
+    assert "| role | variant |" in md and "eager-fp32" in md and "OMP_WAIT_POLICY" in md
+    app_like = {  # what the Android app writes (no desktop additions)
+        "schema": "clip-mobile-kit-bench", "schema_version": 1, "created_utc": "2026-01-01T00:00:00Z",
+        "environment": {"host": "android", "device": "Pixel", "torch": "pytorch_android_lite 2.1.0", "threads": 2,
+                        "engine": "qnnpack", "omp_wait_policy": None, "cpu_flags": []},
+        "results": [{"role": "image_encoder", "variant": "lite", "file": "image_encoder.ptl", "threads": 2,
+                     "engine": "qnnpack", "size_bytes": 10, "load_ms": {"median": 1, "p90": 1, "samples": [1]},
+                     "first_ms": 2, "steady_ms": {"median": 1, "p90": 1, "samples": [1]}, "peak_rss_bytes": 5}]}
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps(app_like))
+    out_md = tmp_path / "both.md"
+    assert deploy_main(["bench", "--from-json", str(work / "r.json"), str(app), "--markdown", str(out_md)]) == 0
+    text = out_md.read_text()
+    assert "Pixel" in text and "text_encoder" in text
+    assert "image_encoder" in capsys.readouterr().out
+
+
+def test_from_json_rejects_other_files(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"schema": "something-else"}))
+    assert deploy_main(["bench", "--from-json", str(bad)]) != 0
+    assert "not a clip-mobile-kit-bench report" in capsys.readouterr().err
+
+
+def test_missing_directory_is_a_clear_error(tmp_path, capsys):
+    assert deploy_main(["bench", str(tmp_path / "nope"), "--quiet"]) != 0
+    assert "not a directory of converted artifacts" in capsys.readouterr().err
+
+
+def test_plot_writes_png(report, tmp_path):
+    pytest.importorskip("matplotlib")
+    data, work = report
+    png = tmp_path / "p.png"
+    assert deploy_main(["bench", "--from-json", str(work / "r.json"), "--plot", str(png), "--quiet"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_onnx_without_onnxruntime_is_a_clear_error(artifacts, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    assert deploy_main(["bench", str(artifacts), "--onnx", "--quiet"]) != 0
+    assert "pip install" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("omp", ["PASSIVE", "ACTIVE"])
+def test_worker_sets_omp_policy_before_torch_starts(artifacts, omp):
+    settings = harness.Settings(directory=artifacts, roles=("zero_shot_head",), variants=("lite", "eager-fp32"),
+                                threads=(1,), engines=("qnnpack",), omp=(omp,), repeats=1, iters=1, warmup=0)
+    manifest = harness.read_manifest(artifacts)
+    cases = harness.plan(settings, manifest, {}, {})
+    assert [c.variant for c in cases] == ["lite", "eager-fp32"]  # the head has no int8 eager variant
+    sample = harness.run_case(cases[0], settings, manifest)
+    assert sample["omp_wait_policy"] == omp and sample["num_threads"] == 1 and sample["engine"] == "qnnpack"
+
+
+def test_percentile():
+    assert harness.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert harness.percentile([1, 2], 90) == pytest.approx(1.9)
+    assert harness.percentile([7], 90) == 7
+
+
+def test_cli_help_lists_bench():
+    proc = subprocess.run([sys.executable, "-m", "deploy", "bench", "--help"], capture_output=True, text=True,
+                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and "--omp-wait-policy" in proc.stdout and "--from-json" in proc.stdout
