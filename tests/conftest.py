@@ -1,11 +1,15 @@
 """Shared fixtures: tiny open_clip conversions made once per session, and a CLI runner."""
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
-import pytest
-import torch
+# Before torch starts (see convert/__main__.py): CI machines are small and shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
 torch.set_num_threads(2)
