@@ -1,0 +1,1 @@
+"""The built-in tiny CLIP: config, checkpoint, label list, data generator and training script."""
