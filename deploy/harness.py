@@ -588,7 +588,7 @@ def diagnose(report: dict[str, Any]) -> list[str]:
             for k in other:
                 a, p = per_omp[k]["steady_ms"]["median"], per_omp["PASSIVE"]["steady_ms"]["median"]
                 if p > 0 and a / p > 1.5:
-                    notes.append(f"{role} {variant} ({engine}, {threads} threads): OMP_WAIT_POLICY={k} "
+                    notes.append(f"{role} {variant} ({engine or 'fp32'}, {threads} threads): OMP_WAIT_POLICY={k or 'unset'} "
                                  f"{a:.1f} ms vs PASSIVE {p:.1f} ms ({a / p:.1f}x)")
     for r in results:
         if r["variant"] == "jit" and r["steady_ms"]["median"] > 0 and r["first_ms"] > 3 * r["steady_ms"]["median"]:
@@ -688,7 +688,7 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     for r in report["results"]:
         out.append([
             r["role"], r["variant"], r.get("engine") or "-", str(r.get("threads", "")),
-            str(r.get("omp_wait_policy") or "-"), _mib(r.get("size_bytes")),
+            str(r.get("omp_wait_policy") or "unset"), _mib(r.get("size_bytes")),
             _f(r.get("size_ratio_to_eager_fp32"), 3), _f((r.get("load_ms") or {}).get("median")),
             _f(r.get("first_ms")), _f((r.get("steady_ms") or {}).get("median"), 2),
             _f((r.get("steady_ms") or {}).get("p90"), 2), _f(r.get("latency_ratio_to_eager_fp32"), 3),

@@ -1,0 +1,141 @@
+"""pytest-benchmark regression suites over converted artifacts (``pytest benchmarks``; not in the default run).
+
+Regression gate on one machine (same machine, same load, same threads):
+
+    pytest benchmarks --benchmark-autosave                                   # baseline, saved in .benchmarks/
+    pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%   # fails if a median got 10 % slower
+    pytest benchmarks -m benchmark_vitb32 ...                                 # the ViT-B-32 suites (opt-in, ~minutes)
+
+Ratio checks (``test_bench_ratios.py``) time int8 lite against fp32 eager interleaved in one run, so they do
+not depend on the machine's speed; their bounds are deliberately generous (a regression gate, not a target).
+
+Environment: CLIPKIT_BENCH_THREADS (default 2) threads; OMP_WAIT_POLICY defaults to PASSIVE here (set before
+torch starts: XNNPACK-optimized artifacts fight spinning OpenMP threads; `python -m deploy bench
+--omp-wait-policy PASSIVE default` shows the difference); CLIPKIT_BENCH_VITB32_DIR reuses an existing
+ViT-B-32 artifact directory instead of converting one (with --also-pt) per session; the converted one
+uses the host's target (x86 -> fbgemm, unfrozen; ARM -> android).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported anywhere in this process
+
+import json  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import pytest  # noqa: E402
+
+THREADS = int(os.environ.get("CLIPKIT_BENCH_THREADS", "2"))
+VITB32 = "benchmark_vitb32"
+
+
+def pytest_collection_modifyitems(config, items):
+    markexpr = config.getoption("-m") or ""
+    if VITB32 in markexpr and "not " + VITB32 not in markexpr:
+        return
+    skip = pytest.mark.skip(reason=f"ViT-B-32 suites are opt-in: pytest benchmarks -m {VITB32}")
+    for item in items:
+        if VITB32 in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Artifacts:
+    """A converted directory plus the eager models rebuilt from its manifest, built once per session."""
+
+    name: str
+    directory: Path
+    manifest: dict[str, Any]
+    _cache: dict[str, Any]
+
+    def inputs(self, role: str):
+        import torch
+
+        entry = next(f for f in self.manifest["files"] if f["role"] == role and f["format"] == "lite")
+        spec = entry["inputs"][0]
+        if spec["dtype"] == "int64":
+            tokens = torch.zeros(spec["shape"], dtype=torch.int64)
+            tokens[0, :3] = torch.tensor([49406, 320, 49407])
+            return (tokens,)
+        return (torch.randn(spec["shape"], generator=torch.Generator().manual_seed(0)),)
+
+    def callable(self, role: str, kind: str) -> Callable:
+        key = f"{role}/{kind}"
+        if key not in self._cache:
+            self._cache[key] = self._build(role, kind)
+        return self._cache[key]
+
+    def _model(self):
+        if "model" not in self._cache:
+            from convert.config import build_config
+            from convert.load import load_model
+
+            self._cache["config"] = build_config(**self.manifest["config"])
+            self._cache["model"] = load_model(self._cache["config"]).model
+        return self._cache["model"], self._cache["config"]
+
+    def _build(self, role: str, kind: str) -> Callable:
+        import torch
+
+        torch.backends.quantized.engine = self.manifest["engine"]
+        if kind == "lite":
+            from torch.jit.mobile import _load_for_lite_interpreter
+
+            return _load_for_lite_interpreter(str(self.directory / f"{role}.ptl"))
+        if kind == "jit":
+            return torch.jit.load(str(self.directory / f"{role}.pt"))
+        model, config = self._model()
+        if kind == "eager-fp32":
+            return model.encode_image if role == "image_encoder" else model.encode_text
+        from convert.quantize import quantize_tower
+        from convert.towers import build_image_encoder, build_text_encoder
+
+        quant = config.quant
+        tower = (build_image_encoder(model, attention=quant.attention == "int8", patch=quant.patch == "int8")
+                 if role == "image_encoder" else build_text_encoder(model, attention=quant.attention == "int8"))
+        return quantize_tower(tower, quant, role)[0]
+
+
+def _convert(out: Path, **opts) -> Path:
+    import convert
+
+    convert.convert(convert.build_config(out=str(out), force=True, also_pt=True, **opts))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    import torch
+
+    torch.set_num_threads(THREADS)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Artifacts:
+    from assets import TINY_CHECKPOINT, TINY_LABELS
+
+    opts = {"labels": tuple(ln.strip() for ln in TINY_LABELS.read_text().splitlines() if ln.strip()),
+            "templates": "plain"}
+    if not TINY_CHECKPOINT.is_file():
+        opts["pretrained"] = "none"
+    out = _convert(tmp_path_factory.mktemp("bench") / "tiny", **opts)
+    return Artifacts("tiny", out, json.loads((out / "manifest.json").read_text()), {})
+
+
+@pytest.fixture(scope="session")
+def vitb32(tmp_path_factory) -> Artifacts:
+    given = os.environ.get("CLIPKIT_BENCH_VITB32_DIR")
+    if given:
+        out = Path(given)
+    else:
+        import platform
+
+        # The host's own target: fbgemm/unfrozen on x86, qnnpack + optimize_for_mobile on ARM.
+        target = "x86" if platform.machine().lower() in ("x86_64", "amd64") else "android"
+        out = _convert(tmp_path_factory.mktemp("bench") / "vitb32", model="ViT-B-32", pretrained="none",
+                       labels=("a", "b"), templates="plain", target=target)
+    return Artifacts("vitb32", out, json.loads((out / "manifest.json").read_text()), {})
