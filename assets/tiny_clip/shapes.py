@@ -5,7 +5,7 @@ label index ``i = colour_index * len(SHAPES) + shape_index`` (see :data:`CLASS_N
 
 An image (:func:`render`) is ``RENDER_SIZE`` x ``RENDER_SIZE`` RGB: a textured background (a
 two-colour linear gradient of random direction plus pixel noise, whose colours are kept far from the
-shape's colour), one filled shape with random position, size and rotation and a slightly jittered
+shape's colour), one filled shape with random position, size and a small tilt (+-20 degrees) and a slightly jittered
 colour, a few tiny random-colour specks, and a little global noise. The model's own preprocessing
 resizes it (80 -> 64 for ``kit-tiny-clip``), as it would any photo.
 

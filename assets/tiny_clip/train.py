@@ -6,11 +6,11 @@ Reproducible: the model init is seeded with ``torch.manual_seed(seed)``, the dat
 ``numpy`` generator seeded with ``TRAIN_SEED + seed`` (never the held-out seed), and the run uses a
 fixed number of threads (2). The model is built by open_clip from ``kit-tiny-clip.json``; inputs go
 through open_clip's own eval preprocess (resize 80 -> 64, centre crop, OpenAI mean/std; the
-generator already randomises position/size/rotation/colour/background so no extra augmentation is
+generator already randomises position/size/tilt/colour/background so no extra augmentation is
 used) and open_clip's tokenizer (context length 32).
 
-Loss: CLIP's symmetric InfoNCE, but with label-aware soft targets. A class-balanced batch of 64 over 48
-classes holds every class once and 16 classes twice, so the usual one-hot "diagonal" target would
+Loss: CLIP's symmetric InfoNCE, but with label-aware soft targets. A class-balanced batch larger than
+48 holds some classes twice (the default 48 holds each once), so the usual one-hot "diagonal" target would
 push apart image/caption pairs that describe the same class. Instead every same-class pair is a
 positive: the target row for image i is uniform over all captions j with y_j == y_i (and vice
 versa for text), and the loss is the cross entropy against those soft targets.
