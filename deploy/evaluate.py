@@ -305,9 +305,14 @@ def plot_similarity(out_dir, ref_img, got_img, ref_w, got_w, classes, targets) -
         ax.set_title(title)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("image-text cosine similarity (cf. paper Fig. 3)")
+    return _save_figure(fig, out / "similarity_fp32_vs_int8.png", dpi=110)
+
+
+def _save_figure(fig, path: Path, dpi: int) -> str:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = out / "similarity_fp32_vs_int8.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return str(path)
 
@@ -394,11 +399,7 @@ def plot_weights_and_errors(out_dir, config, model) -> list[str]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("weight distributions per module, fp32 vs int8 (cf. paper Fig. 1)")
-    fig.tight_layout()
-    p = out / "weight_distributions.png"
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    paths.append(str(p))
+    paths.append(_save_figure(fig, out / "weight_distributions.png", dpi=100))
 
     fig, ax = plt.subplots(figsize=(max(8, 0.3 * len(rows)), 6.5))
     colours = ["tab:blue" if r["role"] == "image_encoder" else "tab:green" for r in rows]
@@ -406,11 +407,7 @@ def plot_weights_and_errors(out_dir, config, model) -> list[str]:
     ax.set_xticks(range(len(rows)), [f"{r['role'][0]}:{r['module']}" for r in rows], rotation=90, fontsize=7)
     ax.set_ylabel("weight SQNR (dB), higher = less error")
     ax.set_title("per-layer weight quantization error (blue: image tower, green: text tower)")
-    fig.tight_layout()
-    p = out / "per_layer_error.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(str(p))
+    paths.append(_save_figure(fig, out / "per_layer_error.png", dpi=120))
     return paths
 
 

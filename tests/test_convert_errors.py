@@ -12,6 +12,12 @@ from convert.errors import (CheckpointError, ConfigError, FidelityError, LabelsE
 TINY = ["--model", "kit-tiny-clip", "--pretrained", "none", "--templates", "plain"]
 
 
+@pytest.fixture(autouse=True)
+def _in_empty_dir(tmp_path_factory, monkeypatch):
+    """Run from an empty folder, so the default output directory (out/...) never pre-exists."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 def _one_line_error(code, err, *needles, status=2):
     assert code == status, err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
