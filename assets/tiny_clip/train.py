@@ -41,7 +41,7 @@ import open_clip
 from assets import TINY_CHECKPOINT, TINY_LABELS, TINY_MODEL_NAME, TINY_TRAIN_LOG, register_tiny_model
 from assets.tiny_clip import shapes
 
-DEFAULTS = dict(steps=2000, batch_size=48, lr=3e-3, weight_decay=0.1, warmup=100, seed=0, threads=2)
+DEFAULTS = dict(steps=3000, batch_size=48, lr=3e-3, weight_decay=0.1, warmup=100, seed=0, threads=2)
 
 
 def build(seed: int = 0):
