@@ -140,11 +140,21 @@ def load_lite(path: Path):
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The ``clip_kit.json`` embedded in a ``.ptl``/``.pt`` (read from the zip, no model load)."""
+    """The ``clip_kit.json`` embedded in a ``.ptl``/``.pt`` (read from the zip, no model load).
+
+    Raises :class:`ArtifactError` when the file is no readable archive or carries no metadata.
+    """
     import zipfile
 
-    with zipfile.ZipFile(path) as archive:
-        for name in archive.namelist():
-            if name.endswith(f"/extra/{EXTRA_FILE}"):
-                return json.loads(archive.read(name))
-    raise ExportError(f"{path} carries no {EXTRA_FILE}")
+    from .errors import ArtifactError
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
+            meta = json.loads(archive.read(name)) if name else None
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path.name} is not a readable TorchScript archive ({exc})") from None
+    if meta is None:
+        raise ArtifactError(f"{path.name} carries no {EXTRA_FILE}: not written by clip-mobile-kit")
+    return meta

@@ -84,18 +84,14 @@ def load_model(config: ConvertConfig) -> LoadedModel:
         from assets import TINY_CHECKPOINT
 
         checkpoint = str(TINY_CHECKPOINT)
-    if checkpoint is not None:
-        _check_checkpoint_file(checkpoint)
-        source = checkpoint
-    elif pretrained in (None, "none"):
-        source = None
-    else:
-        _check_tag(name, pretrained)
-        source = pretrained
     torch.manual_seed(config.seed)
     if checkpoint is not None:
+        _check_checkpoint_file(checkpoint)
         model = _model_from_checkpoint(name, checkpoint)
     else:
+        source = None if pretrained in (None, "none") else pretrained
+        if source is not None:
+            _check_tag(name, source)
         try:
             model = open_clip.create_model(name, pretrained=source, device="cpu")
         except Exception as exc:  # noqa: BLE001 - hub and config errors come in many types

@@ -140,6 +140,8 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
                   templates, log: Log) -> ConversionResult:
     import open_clip
 
+    from deploy.zeroshot import build_class_embeddings
+
     model = loaded.model
     quant = config.quant
     tokenizer = open_clip.get_tokenizer(loaded.name)
@@ -172,7 +174,7 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     zero_shot = None
     if labels:
         log(f"zero-shot head: {len(labels)} labels x {len(templates)} templates")
-        weights = build_class_embeddings_fp32(model, tokenizer, labels, templates)
+        weights = build_class_embeddings(model, tokenizer, labels, templates)  # fp32 reference
         scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 100.0
         head = ZeroShotHead(weights, scale)
         towers["zero_shot_head"] = head
@@ -251,12 +253,6 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         rows.append({"role": role, "file": entry["file"], "bytes": entry["bytes"], "fp32_bytes": fp32,
                      "ratio": entry["bytes"] / fp32 if fp32 else None, **fidelity.get(role, {})})
     return ConversionResult(out_dir=staging, manifest=manifest, rows=rows)
-
-
-def build_class_embeddings_fp32(model, tokenizer, labels, templates) -> torch.Tensor:
-    from deploy.zeroshot import build_class_embeddings
-
-    return build_class_embeddings(model, tokenizer, labels, templates)
 
 
 def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:

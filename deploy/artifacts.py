@@ -15,7 +15,6 @@ truncated file gives one :class:`~convert.errors.ArtifactError` line, never a C+
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 from convert.errors import ArtifactError
-from convert.export import EXTRA_FILE
+from convert.export import read_metadata
 from convert.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, sha256_of
 
 KINDS = {"lite": ("lite", ".ptl"), "jit": ("torchscript", ".pt")}
@@ -145,15 +144,7 @@ def verify_file(directory: Path, entry: dict[str, Any]) -> Path:
 
 
 def _check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> None:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            meta_name = next((n for n in names if n.endswith(f"/extra/{EXTRA_FILE}")), None)
-            meta = json.loads(archive.read(meta_name)) if meta_name else None
-    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path.name} is not a readable TorchScript archive ({exc})") from None
-    if meta is None:
-        raise ArtifactError(f"{path.name} carries no {EXTRA_FILE}: not written by clip-mobile-kit")
+    meta = read_metadata(path)
     if meta.get("role") != entry["role"]:
         raise ArtifactError(f"{path.name} is a {meta.get('role')!r} artifact, the manifest lists it as {entry['role']!r}")
     if (meta.get("model") or {}).get("name") != manifest["model"].get("name"):
