@@ -8,7 +8,8 @@ import warnings
 from typing import Any, Sequence
 
 from .config import ENGINES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
-from .errors import KitError
+from .errors import ConfigError, KitError
+from .packing import PACK_MODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m convert", description=(
         "Convert an open_clip CLIP model into int8, scripted, mobile-optimized .ptl artifacts and "
         "verify them against the fp32 model. With no arguments: the built-in tiny CLIP, offline."))
-    p.add_argument("--recipe", help="YAML recipe file or built-in name (paper, best, x86); options below override it")
+    p.add_argument("--recipe", help="YAML recipe file or built-in name (android, android-compact, x86, paper); options below override it")
     p.add_argument("--model", help="open_clip model name (open_clip.list_models()); default kit-tiny-clip")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--pretrained", help="open_clip pretrained tag (needs the network once), 'none' for seeded random weights")
@@ -43,10 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bytecode-version", type=int, help="backport the .ptl files to this bytecode version")
     p.add_argument("--min-cosine", type=float, help="fidelity floor per tower (default 0.99)")
     p.add_argument("--seed", type=int, help="seed for random weights and probe inputs")
+    p.add_argument("--pack", choices=PACK_MODES, help=(
+        "when int8 weights are packed for the engine: at load, or on the first call (x86 only, and its "
+        "default: the load only reads the file and memory never holds two copies of every weight)"))
+    p.add_argument("--truncate-text", action="store_true", default=None, help=(
+        "the text encoder computes only up to the batch's last end-of-text token (causal text towers: the "
+        "fp32 result is the same; a short prompt runs several times faster)"))
     p.add_argument("--install-to", metavar="APP_DIR", help="copy the artifacts into the android_demo app's assets")
     p.add_argument("--sensitivity", type=int, metavar="K", help=(
         "instead of converting: quantize one module group at a time, rank the groups by the error they "
         "add, and write a recipe keeping the worst K in fp32 (to --sensitivity-recipe)"))
+    p.add_argument("--sensitivity-target", type=float, metavar="COSINE", help=(
+        "with --sensitivity K: keep each tower's worst groups in fp32, one at a time, until its minimum "
+        "cosine reaches COSINE (at most K a tower)"))
     p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -54,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"recipe", "json", "quiet", "sensitivity", "sensitivity_recipe"}
+    skip = {"recipe", "json", "quiet", "sensitivity", "sensitivity_recipe", "sensitivity_target"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if "labels" in opts:
         opts["labels"] = read_labels(opts["labels"])
@@ -90,15 +100,16 @@ def print_summary(result, console) -> None:
         console.print(f"installed into {result.installed_to}")
 
 
-def run_sensitivity(config, k: int, recipe: str, console, as_json: bool) -> int:
+def run_sensitivity(config, k: int, recipe: str, console, as_json: bool, target: float | None = None) -> int:
     """``--sensitivity K``: rank module groups by the error their quantization adds (deploy.evaluate)."""
     from rich.table import Table
 
+    from deploy.evaluate import print_sensitivity_summary
     from deploy.evaluate import run_sensitivity as rank
 
-    rows = rank(config, k=k, out_recipe=recipe)
+    rows = rank(config, k=k, out_recipe=recipe, target=target)
     if as_json:
-        print(json.dumps({"recipe": recipe, "rows": rows}, indent=2))
+        print(json.dumps({"recipe": recipe, "rows": rows, "summary": getattr(rank, "summary", {})}, indent=2))
         return 0
     table = Table(title=f"sensitivity of {config.model} ({config.engine}, {config.weights}); worst first")
     for col in rows[0].keys() if rows else ():
@@ -106,7 +117,9 @@ def run_sensitivity(config, k: int, recipe: str, console, as_json: bool) -> int:
     for row in rows:
         table.add_row(*(f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()))
     console.print(table)
-    console.print(f"recipe keeping the worst {k} groups in fp32: {recipe}")
+    print_sensitivity_summary(getattr(rank, "summary", {}), console)
+    kept = sum(1 for r in rows if r["kept_fp32"])
+    console.print(f"recipe keeping {kept} groups in fp32: {recipe} (use: python -m convert --recipe {recipe})")
     return 0
 
 
@@ -121,8 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
     try:
         config = build_config(args.recipe, **_options(args))
+        if args.sensitivity_target is not None and args.sensitivity is None:
+            raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
         if args.sensitivity is not None:
-            return run_sensitivity(config, args.sensitivity, args.sensitivity_recipe, console, args.json)
+            return run_sensitivity(config, args.sensitivity, args.sensitivity_recipe, console, args.json,
+                                   args.sensitivity_target)
         from .pipeline import convert
 
         if args.quiet or args.json:

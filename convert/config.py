@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError, LabelsError, close_matches
+from .packing import PACK_MODES
 
 QUANTIZE_MODES = ("none", "image", "text", "combined")
 TARGETS = ("android", "x86")
@@ -21,6 +22,8 @@ WEIGHT_SCHEMES = ("per-channel", "per-tensor")
 PRECISIONS = ("int8", "fp32")
 TEMPLATE_SETS = ("openai", "simple", "plain")
 DEFAULT_ENGINE = {"android": "qnnpack", "x86": "fbgemm"}
+# fbgemm packs at load unless told otherwise; qnnpack (android) always packs on the first call itself.
+DEFAULT_PACK = {"android": "load", "x86": "first-call"}
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "assets" / "recipes"
 BUILTIN_MODEL = "kit-tiny-clip"
 
@@ -103,11 +106,21 @@ class ConvertConfig:
     min_cosine: float = 0.99
     seed: int = 0
     install_to: str | None = None
+    pack: str | None = None
+    truncate_text: bool = False
 
     def __post_init__(self) -> None:
         _choice("target", self.target, TARGETS)
         if self.engine is None:
             object.__setattr__(self, "engine", DEFAULT_ENGINE[self.target])
+        if self.pack is None:
+            object.__setattr__(self, "pack", DEFAULT_PACK[self.target])
+        _choice("pack", self.pack, PACK_MODES)
+        if self.pack == "first-call" and self.target != "x86":
+            raise ConfigError(
+                f"pack='first-call' needs target x86, not {self.target!r}: android artifacts are frozen by "
+                "optimize_for_mobile (and qnnpack already packs on the first call); use pack='load'"
+            )
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"model={self.model!r} must be an open_clip model name")
         if self.checkpoint is not None and self.pretrained not in (None, "builtin"):
@@ -136,6 +149,8 @@ class ConvertConfig:
             -1.0 <= self.min_cosine <= 1.0
         ):
             raise ConfigError(f"min_cosine={self.min_cosine!r} must be a number in [-1, 1]")
+        if not isinstance(self.truncate_text, bool):
+            raise ConfigError(f"truncate_text={self.truncate_text!r} must be true or false")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed={self.seed!r} must be an integer")
         if not isinstance(self.templates, str) or not self.templates:

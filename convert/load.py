@@ -1,6 +1,8 @@
 """Stage 1: build the open_clip model (eval mode) and capture its preprocessing and tokenizer facts."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +120,21 @@ def load_model(config: ConvertConfig) -> LoadedModel:
     )
 
 
+@contextlib.contextmanager
+def _without_log(prefix: str):
+    """Drop root-logger records whose message starts with ``prefix`` while the block runs."""
+    root = logging.getLogger()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(prefix)
+
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def _model_from_checkpoint(name: str, checkpoint: str) -> torch.nn.Module:
     """Read the file first (so a truncated or foreign file is told apart from a wrong architecture),
     then load it into ``name`` with open_clip's own loader (strict, with its key/shape fix-ups)."""
@@ -133,7 +150,10 @@ def _model_from_checkpoint(name: str, checkpoint: str) -> torch.nn.Module:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {checkpoint} is not a state dict of tensors")
     del state
-    model = open_clip.create_model(name, pretrained=None, device="cpu")
+    # open_clip logs "No pretrained weights loaded ... initialized randomly" here, which is untrue a line
+    # later: the checkpoint is loaded next.
+    with _without_log("No pretrained weights loaded"):
+        model = open_clip.create_model(name, pretrained=None, device="cpu")
     try:
         open_clip.load_checkpoint(model, checkpoint)
     except Exception as exc:  # noqa: BLE001 - missing keys, shape mismatches, asserts

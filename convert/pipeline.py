@@ -22,6 +22,7 @@ from .errors import FidelityError, OutputError
 from .load import LoadedModel, load_model
 from .manifest import build_manifest, file_entry, versions, write_manifest
 from .probes import probe_images, probe_texts
+from .packing import defer_packing
 from .quantize import QuantReport, quantize_tower, set_engine
 from .torchcheck import check_torch
 from .towers import ZeroShotHead, build_image_encoder, build_text_encoder
@@ -156,7 +157,7 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     unfold_text = quant.text and quant.attention == "int8"
     towers: dict[str, torch.nn.Module] = {
         "image_encoder": build_image_encoder(model, attention=unfold_image, patch=quant.image and quant.patch == "int8"),
-        "text_encoder": build_text_encoder(model, attention=unfold_text),
+        "text_encoder": build_text_encoder(model, attention=unfold_text, truncate=config.truncate_text),
     }
     fp32_bytes = {role: tensor_bytes(t) for role, t in towers.items()}
     with torch.no_grad():
@@ -170,6 +171,8 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         if wanted:
             log(f"quantizing {role} ({quant.weights}, {config.engine})")
             towers[role], reports[role] = quantize_tower(towers[role], quant, role)
+            if config.pack == "first-call":
+                defer_packing(towers[role])
     head = None
     zero_shot = None
     if labels:

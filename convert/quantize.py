@@ -122,6 +122,8 @@ def quantize_tower(tower: nn.Module, quant: QuantConfig, role: str) -> tuple[nn.
     if spec:
         tower = quantize_dynamic(tower, spec, dtype=torch.qint8)
         share_zero_points(tower)
+        if quant.engine == "qnnpack":
+            drop_reduce_range(tower)
     for name in EMBEDDING_NAMES:
         emb = getattr(tower, name, None)
         if isinstance(emb, nn.Embedding):
@@ -131,6 +133,24 @@ def quantize_tower(tower: nn.Module, quant: QuantConfig, role: str) -> tuple[nn.
             else:
                 report.fp32.append(name)
     return tower.eval(), report
+
+
+def drop_reduce_range(tower: nn.Module) -> int:
+    """Make qnnpack dynamic Linears call ``linear_dynamic`` without ``reduce_range=True``.
+
+    ``torch.ao``'s dynamic Linear (module version 4) always passes ``reduce_range=True``; qnnpack ignores
+    it (its activations are 8-bit either way) but prints a C++ warning on every process's first call,
+    on the phone too. Version 3 modules take the call without the flag: same kernels, same numbers.
+    Returns how many modules were changed.
+    """
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    count = 0
+    for module in tower.modules():
+        if isinstance(module, DynamicLinear) and module.version == 4:
+            module.version = 3
+            count += 1
+    return count
 
 
 def share_zero_points(tower: nn.Module) -> int:

@@ -87,6 +87,7 @@ class TextEncoder(nn.Module):
 
     pool_type: torch.jit.Final[str]
     eos_id: torch.jit.Final[int]
+    truncate: torch.jit.Final[bool]
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class TextEncoder(nn.Module):
         projection: nn.Module,
         pool_type: str,
         eos_id: int,
+        truncate: bool = False,
     ) -> None:
         super().__init__()
         if pool_type not in ("argmax", "eos", "first", "last"):
@@ -110,22 +112,47 @@ class TextEncoder(nn.Module):
         self.projection = projection
         self.pool_type = pool_type
         self.eos_id = eos_id
+        # With a causal mask a token never sees the ones after it, so the pooled end-of-text token is the
+        # same (in fp32) whether or not the padding after it is computed: ``truncate`` computes up to the
+        # batch's last end-of-text token only.
+        if truncate and not (pool_type in ("argmax", "eos") and attn_mask is not None and is_causal_mask(attn_mask)):
+            raise ModelError("truncate_text needs a causal text tower pooled at its end-of-text token; "
+                             f"this one pools {pool_type!r} with {'a non-causal' if attn_mask is not None else 'no'} mask")
+        self.truncate = truncate
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "argmax":
+            index = text.argmax(dim=-1)
+        elif self.pool_type == "eos":
+            index = (text == self.eos_id).int().argmax(dim=-1)
+        else:
+            index = torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
+        mask = self.attn_mask
+        if self.truncate and text.shape[0] > 0:
+            length = int(index.max()) + 1
+            text = text[:, :length]
+            if mask is not None:
+                mask = mask[:length, :length]
         x = self.token_embedding(text)
         x = x + self.positional_embedding[: x.shape[1]]
-        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = self.transformer(x, attn_mask=mask)
         x = self.ln_final(x)
         rows = torch.arange(x.shape[0], device=x.device)
-        if self.pool_type == "argmax":
-            pooled = x[rows, text.argmax(dim=-1)]
-        elif self.pool_type == "eos":
-            pooled = x[rows, (text == self.eos_id).int().argmax(dim=-1)]
+        if self.pool_type == "argmax" or self.pool_type == "eos":
+            pooled = x[rows, index]
         elif self.pool_type == "first":
             pooled = x[:, 0]
         else:
             pooled = x[:, -1]
         return self.projection(pooled)
+
+
+def is_causal_mask(mask: torch.Tensor) -> bool:
+    """True when ``mask`` is an additive causal mask: 0 on and below the diagonal, -inf above it."""
+    if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        return False
+    upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
+    return bool(torch.all(mask[~upper] == 0)) and bool(torch.all(torch.isneginf(mask[upper])))
 
 
 class ZeroShotHead(nn.Module):
@@ -162,8 +189,9 @@ def build_image_encoder(model: nn.Module, attention: bool = True, patch: bool = 
     return ImageEncoder(visual, proj).eval()
 
 
-def build_text_encoder(model: nn.Module, attention: bool = True) -> TextEncoder:
-    """A deep-copied, fp32 text tower (open_clip ``CLIP`` or ``CustomTextCLIP`` with a TextTransformer)."""
+def build_text_encoder(model: nn.Module, attention: bool = True, truncate: bool = False) -> TextEncoder:
+    """A deep-copied, fp32 text tower (open_clip ``CLIP`` or ``CustomTextCLIP`` with a TextTransformer);
+    ``truncate`` skips the padding after the last end-of-text token (see :class:`TextEncoder`)."""
     text = getattr(model, "text", None)
     if text is not None:
         from open_clip.transformer import TextTransformer
@@ -187,4 +215,5 @@ def build_text_encoder(model: nn.Module, attention: bool = True) -> TextEncoder:
         projection=_projection(owner.text_projection),
         pool_type=pool_type,
         eos_id=-1 if eos_id is None else int(eos_id),
+        truncate=truncate,
     ).eval()

@@ -441,12 +441,17 @@ def _group_pattern(role: str, stem: str, members: list[str]) -> str:
 
 
 def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_images: int = 8,
-                    log=lambda m: None) -> list[dict[str, Any]]:
+                    log=lambda m: None, target: float | None = None) -> list[dict[str, Any]]:
     """Quantize one module group at a time (everything else fp32) and rank the groups by the cosine drop
     (1 - mean cosine) of the tower output against fp32 on the converter's probe inputs; eager int8 with the
     config's engine and weight scheme. Writes a YAML recipe keeping the worst ``k`` groups in fp32 (on top
     of ``config.keep_fp32``) when ``out_recipe`` is given. Returns one row per group, worst first; the
     rows' ``kept_fp32`` says which ones the recipe keeps.
+
+    With ``target`` (a cosine), each tower instead keeps groups in fp32 one at a time, those that remove
+    the most error per fp32 byte first (cosine drop / parameters), measuring the whole tower after each,
+    until its minimum cosine reaches ``target`` or ``k`` groups are kept. The measured curve (groups kept,
+    cosine, extra MiB over all-int8) is in ``run_sensitivity.summary``.
     """
     import yaml
 
@@ -458,6 +463,8 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
 
     if k < 0:
         raise ConfigError(f"k={k} must be >= 0")
+    if target is not None and not (isinstance(target, (int, float)) and -1.0 < target < 1.0):
+        raise ConfigError(f"target={target!r} must be a cosine below 1, e.g. 0.9999")
     quant = config.quant
     loaded = load_model(config)
     model = loaded.model
@@ -489,8 +496,10 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
             with torch.no_grad():
                 got = qt(inputs)
             c = compare(ref, got)
+            params = sum(tower.get_submodule(n).weight.numel() for n in report.int8)
             rows.append({"role": role, "group": stem, "pattern": _group_pattern(role, stem, members),
-                         "modules": len(report.int8), "cosine_mean": c["cosine_mean"], "cosine_min": c["cosine_min"],
+                         "modules": len(report.int8), "params": params,
+                         "cosine_mean": c["cosine_mean"], "cosine_min": c["cosine_min"],
                          "drop": float(1.0 - F.cosine_similarity(ref.double(), got.double(), dim=-1).mean()),
                          "sqnr_db": c["sqnr_db"]})
             log(f"{rows[-1]['pattern']}: drop {rows[-1]['drop']:.2e}")
@@ -498,7 +507,17 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
         with torch.no_grad():
             summary[role] = {"all_int8": compare(ref, full(inputs))}
     rows.sort(key=lambda r: r["drop"], reverse=True)
-    worst = [r["pattern"] for r in rows[:k]]
+    if target is None:
+        worst = [r["pattern"] for r in rows[:k]]
+    else:
+        worst = []
+        for role, tower, inputs in towers:
+            # Most error removed per fp32 byte first: a 25M-parameter token embedding kept in fp32 costs
+            # 72 MiB, an attention block 3 MiB.
+            ranked = sorted((r for r in rows if r["role"] == role), key=lambda r: r["drop"] / max(r["params"], 1),
+                            reverse=True)
+            kept, summary[role]["curve"] = _keep_until(tower, role, inputs, quant, ranked, target, k, log)
+            worst += kept
     for i, r in enumerate(rows, 1):
         r["rank"] = i
         r["kept_fp32"] = r["pattern"] in worst
@@ -509,23 +528,73 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
         with torch.no_grad():
             summary[role]["with_recipe"] = compare(tower(inputs), qt(inputs))
     if out_recipe is not None:
-        write_recipe(out_recipe, config, keep_all, rows[:k], summary)
+        write_recipe(out_recipe, config, keep_all, [r for r in rows if r["kept_fp32"]], summary, target)
     run_sensitivity.summary = summary  # type: ignore[attr-defined]
     return rows
 
 
-def write_recipe(path, config, keep_fp32, worst_rows, summary) -> Path:
+def print_sensitivity_summary(summary: dict[str, Any], console) -> None:
+    """Per tower: all-int8 against the recipe's cosine, and the keep-until-target curve when there is one."""
+    from rich.table import Table
+
+    for role, s in summary.items():
+        console.print(f"{role}: all int8 cosine min {s['all_int8']['cosine_min']:.6f} (mean "
+                      f"{s['all_int8']['cosine_mean']:.6f}); with the recipe {s['with_recipe']['cosine_min']:.6f} "
+                      f"({s['with_recipe']['cosine_mean']:.6f})")
+        if s.get("curve"):
+            t = Table(title=f"{role}: worst groups kept in fp32, one at a time")
+            for col in ("fp32 groups", "added", "cosine min", "SQNR dB", "+MiB"):
+                t.add_column(col, justify="left" if col == "added" else "right")
+            for c in s["curve"]:
+                t.add_row(str(c["fp32_groups"]), c["added"] or "(all int8)", f"{c['cosine_min']:.6f}",
+                          f"{c['sqnr_db']:.1f}", f"{c['extra_mib']:.2f}")
+            console.print(t)
+
+
+def _keep_until(tower, role, inputs, quant, ranked, target, limit, log) -> tuple[list[str], list[dict[str, Any]]]:
+    """Keep ``ranked`` groups (worst first) in fp32 one by one until the tower's minimum cosine reaches
+    ``target`` or ``limit`` groups are kept; returns the kept patterns and the measured curve."""
+    from convert.pipeline import compare
+    from convert.quantize import quantize_tower
+
+    with torch.no_grad():
+        ref = tower(inputs)
+    kept: list[str] = []
+    curve: list[dict[str, Any]] = []
+    extra = 0.0
+    for row in [None, *ranked]:
+        if row is not None:
+            if curve[-1]["cosine_min"] >= target or len(kept) >= limit:
+                break
+            kept.append(row["pattern"])
+            extra += row["params"] * 3 / 2**20  # 4 fp32 bytes instead of 1 int8 byte a weight
+        q = dataclasses.replace(quant, keep_fp32=tuple(quant.keep_fp32) + tuple(kept))
+        qt, _ = quantize_tower(tower, q, role)
+        with torch.no_grad():
+            c = compare(ref, qt(inputs))
+        curve.append({"fp32_groups": len(kept), "added": row["pattern"] if row else None,
+                      "cosine_min": c["cosine_min"], "cosine_mean": c["cosine_mean"], "sqnr_db": c["sqnr_db"],
+                      "extra_mib": round(extra, 2)})
+        log(f"{role}: {len(kept)} fp32 groups -> cosine min {c['cosine_min']:.6f} (+{extra:.2f} MiB)")
+    return kept, curve
+
+
+def write_recipe(path, config, keep_fp32, worst_rows, summary, target: float | None = None) -> Path:
     import yaml
 
     from convert.config import BUILTIN_MODEL
 
     path = Path(path)
     lines = [f"{r['pattern']} (cosine drop {r['drop']:.2e})" for r in worst_rows]
-    figs = "; ".join(f"{role}: all-int8 cosine {s['all_int8']['cosine_mean']:.6f} -> {s['with_recipe']['cosine_mean']:.6f}"
+    figs = "; ".join(f"{role}: all-int8 cosine min/mean {s['all_int8']['cosine_min']:.6f}/{s['all_int8']['cosine_mean']:.6f}"
+                     f" -> {s['with_recipe']['cosine_min']:.6f}/{s['with_recipe']['cosine_mean']:.6f}"
                      for role, s in summary.items() if "with_recipe" in s)
     recipe: dict[str, Any] = {
-        "description": f"sensitivity recipe for {config.model}: keep the {len(worst_rows)} most sensitive groups in fp32 "
-                       f"({', '.join(lines) or 'none'}); {figs}",
+        "description": f"sensitivity recipe for {config.model}: "
+                       + (f"keep the {len(worst_rows)} most sensitive groups in fp32 " if target is None else
+                          f"keep {len(worst_rows)} groups in fp32, each tower's most cosine drop per parameter first, "
+                          f"until its minimum cosine reaches {target} ")
+                       + f"({', '.join(lines) or 'none'}); {figs}",
         "model": config.model,
     }
     if config.checkpoint:
@@ -559,6 +628,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sensitivity", action="store_true", help="rank module groups by the error their int8 adds")
     p.add_argument("--k", type=int, default=3, help="--sensitivity: groups kept in fp32 by the written recipe")
     p.add_argument("--recipe-out", default="sensitivity-recipe.yaml", help="--sensitivity: recipe file to write")
+    p.add_argument("--target-cosine", type=float, metavar="C", help=(
+        "--sensitivity: instead of the worst K overall, keep each tower's worst groups in fp32 until its "
+        "minimum cosine reaches C (at most K a tower)"))
     p.add_argument("--model", help="--sensitivity without --artifacts: open_clip model name")
     p.add_argument("--pretrained", help="--sensitivity without --artifacts: pretrained tag or 'none'")
     p.set_defaults(func=run)
@@ -630,7 +702,7 @@ def _run_sensitivity_cli(args, console) -> int:
         config = build_config(model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint)
     else:
         raise ConfigError("--sensitivity needs --artifacts DIR or --model NAME")
-    rows = run_sensitivity(config, args.k, args.recipe_out, log=lambda m: console.log(m))
+    rows = run_sensitivity(config, args.k, args.recipe_out, log=lambda m: console.log(m), target=args.target_cosine)
     if args.json:
         text = json.dumps({"rows": rows, "summary": getattr(run_sensitivity, "summary", {}),
                            "recipe": args.recipe_out}, indent=2)
@@ -648,8 +720,6 @@ def _run_sensitivity_cli(args, console) -> int:
             t.add_row(str(r["rank"]), r["pattern"], str(r["modules"]), f"{r['cosine_mean']:.6f}", f"{r['drop']:.2e}",
                       f"{r['sqnr_db']:.1f}", "yes" if r["kept_fp32"] else "")
         console.print(t)
-        for role, s in getattr(run_sensitivity, "summary", {}).items():
-            console.print(f"{role}: all int8 cosine mean {s['all_int8']['cosine_mean']:.6f}; with the recipe "
-                          f"{s['with_recipe']['cosine_mean']:.6f}")
+        print_sensitivity_summary(getattr(run_sensitivity, "summary", {}), console)
         console.print(f"recipe written to {args.recipe_out} (use: python -m convert --recipe {args.recipe_out})")
     return 0

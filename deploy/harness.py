@@ -120,7 +120,8 @@ def _build_eager(spec: dict[str, Any], torch):
                                     patch=quant.image and quant.patch == "int8")
         wanted = quant.image
     else:
-        tower = build_text_encoder(model, attention=quant.text and quant.attention == "int8")
+        tower = build_text_encoder(model, attention=quant.text and quant.attention == "int8",
+                                   truncate=config.truncate_text)
         wanted = quant.text
     if wanted:
         tower, _ = quantize_tower(tower, quant, role)
@@ -442,7 +443,8 @@ def export_onnx(manifest: dict[str, Any], roles: Iterable[str], out_dir: Path) -
             module = build_image_encoder(loaded.model, attention=quant.attention == "int8", patch=quant.patch == "int8")
             x = torch.randn(shapes[role][0]["shape"])
         elif role == "text_encoder":
-            module = build_text_encoder(loaded.model, attention=quant.attention == "int8")
+            # Full length: the ONNX export is traced, so a truncating tower would bake one length in.
+            module = build_text_encoder(loaded.model, attention=quant.attention == "int8", truncate=False)
             x = torch.zeros(shapes[role][0]["shape"], dtype=torch.int64)
             x[0, :3] = torch.tensor([49406, 320, 49407])
         else:

@@ -44,7 +44,8 @@ def test_quantized_towers_cover_every_linear_attention_embedding_patch_and_proje
     assert "projection" in text["int8"] and "token_embedding" in text["int8"]
 
 
-def test_lite_outputs_equal_the_eager_quantized_model(convert_tiny):
+@pytest.mark.parametrize("truncate", [False, True])
+def test_lite_outputs_equal_the_eager_quantized_model(convert_tiny, truncate):
     """Scripting + optimize_for_mobile + lite loading must not change the quantized model's answers."""
     import open_clip
 
@@ -53,15 +54,19 @@ def test_lite_outputs_equal_the_eager_quantized_model(convert_tiny):
     from convert.quantize import quantize_tower
     from convert.towers import build_text_encoder
 
-    result = convert_tiny()
+    result = convert_tiny(truncate_text=True) if truncate else convert_tiny()
+    assert result.manifest["config"]["truncate_text"] is truncate
     torch.manual_seed(0)
     model = open_clip.create_model("kit-tiny-clip").eval()
-    tower, _ = quantize_tower(build_text_encoder(model), QuantConfig(engine="qnnpack"), "text_encoder")
+    tower, _ = quantize_tower(build_text_encoder(model, truncate=truncate), QuantConfig(engine="qnnpack"),
+                              "text_encoder")
     tokens = open_clip.get_tokenizer("kit-tiny-clip")(probe_texts())
+    lite_tower = load_lite(result.out_dir / "text_encoder.ptl")
     with torch.no_grad():
-        eager = tower(tokens)
-        lite = load_lite(result.out_dir / "text_encoder.ptl")(tokens)
-    torch.testing.assert_close(lite, eager, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lite_tower(tokens), tower(tokens), atol=1e-4, rtol=1e-4)
+        # One prompt at a time, as the phone runs it (a truncated tower then runs a shorter sequence).
+        for i in (0, 3):
+            torch.testing.assert_close(lite_tower(tokens[i:i + 1]), tower(tokens[i:i + 1]), atol=1e-4, rtol=1e-4)
 
 
 def test_manifest_hashes_sizes_and_versions(convert_tiny):
@@ -158,3 +163,20 @@ def test_artifacts_are_ordinary_readable_files(convert_tiny):
         assert p.stat().st_mode & 0o444 == 0o444, p
     assert result.out_dir.stat().st_mode & 0o555 == 0o555
     assert not [p for p in result.out_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_qnnpack_artifacts_run_without_the_reduce_range_warning(convert_tiny):
+    """torch.ao's dynamic Linear passes reduce_range=True, which qnnpack ignores with a C++ warning on the
+    first call of every process (the phone's log too); the kit's qnnpack Linears do not pass it."""
+    import subprocess
+    import sys
+
+    result = convert_tiny()
+    code = ("import sys, torch; torch.backends.quantized.engine = 'qnnpack'; "
+            "from torch.jit.mobile import _load_for_lite_interpreter as load; "
+            "print(load(sys.argv[1])(torch.zeros(1, 3, 64, 64)).shape)")
+    proc = subprocess.run([sys.executable, "-c", code, str(result.out_dir / "image_encoder.ptl")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch.Size([1, 64])" in proc.stdout
+    assert "reduce_range" not in proc.stderr

@@ -113,3 +113,39 @@ def test_run_sensitivity_api(tmp_path):
     assert rows and all(r["role"] == "image_encoder" for r in rows)
     assert sum(r["kept_fp32"] for r in rows) == 1
     assert load_recipe(str(tmp_path / "r.yaml"))["quantize"] == "image"
+
+
+def test_sensitivity_target_keeps_groups_until_each_tower_reaches_it(tmp_path):
+    """Keep-until-target: each tower's curve starts all-int8, adds groups one at a time (most cosine drop
+    per parameter first) and stops at the first measured cosine >= target (or at k groups); the recipe
+    keeps exactly those groups."""
+    from deploy.evaluate import run_sensitivity
+
+    config = build_config(model="kit-tiny-clip")
+    rows = run_sensitivity(config, k=4, out_recipe=tmp_path / "r.yaml", target=0.99999)
+    summary = run_sensitivity.summary
+    kept = []
+    for role in ("image_encoder", "text_encoder"):
+        curve = summary[role]["curve"]
+        assert curve[0]["fp32_groups"] == 0 and curve[0]["added"] is None and curve[0]["extra_mib"] == 0
+        assert curve[0]["cosine_min"] == pytest.approx(summary[role]["all_int8"]["cosine_min"], abs=1e-12)
+        # Stops at the first point that reaches the target, else after k groups.
+        assert all(c["cosine_min"] < 0.99999 for c in curve[:-1])
+        assert curve[-1]["cosine_min"] >= 0.99999 or curve[-1]["fp32_groups"] == 4
+        assert [c["extra_mib"] for c in curve] == sorted(c["extra_mib"] for c in curve)
+        per_byte = sorted((r for r in rows if r["role"] == role), key=lambda r: r["drop"] / r["params"], reverse=True)
+        assert [c["added"] for c in curve[1:]] == [r["pattern"] for r in per_byte[: len(curve) - 1]]
+        kept += [c["added"] for c in curve[1:]]
+        assert summary[role]["with_recipe"]["cosine_min"] == pytest.approx(curve[-1]["cosine_min"], abs=1e-12)
+    assert load_recipe(str(tmp_path / "r.yaml"))["keep_fp32"] == kept  # per tower, in the order kept
+    assert sorted(kept) == sorted(r["pattern"] for r in rows if r["kept_fp32"])
+    # A target the all-int8 towers already reach keeps nothing.
+    run_sensitivity(config, k=4, target=0.9)
+    assert all(len(s["curve"]) == 1 for s in run_sensitivity.summary.values())
+
+
+def test_sensitivity_target_must_be_a_cosine_below_one(run_cli):
+    code, out, err = run_cli("--sensitivity-target", "0.9999")
+    assert code == 2 and "--sensitivity-target needs --sensitivity K" in err
+    code, out, err = run_cli("--sensitivity", "2", "--sensitivity-target", "1.5")
+    assert code == 2 and "target=1.5 must be a cosine below 1" in err and err.strip().count("\n") == 0

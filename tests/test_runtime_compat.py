@@ -34,9 +34,12 @@ def _inputs(manifest):
     }
 
 
-@pytest.mark.parametrize("target", ["android", "x86"])
-def test_artifacts_run_in_the_android_runtime_version(convert_tiny, tmp_path, target):
-    result = convert_tiny(target=target)
+@pytest.mark.parametrize("options", [
+    {"target": "android"}, {"target": "android", "truncate_text": True},
+    {"target": "x86", "pack": "load"}, {"target": "x86", "pack": "first-call"},
+], ids=["android", "android-truncate-text", "x86-pack-load", "x86-pack-first-call"])
+def test_artifacts_run_in_the_android_runtime_version(convert_tiny, tmp_path, options):
+    result = convert_tiny(**options)
     manifest = result.manifest
     inputs = _inputs(manifest)
     np.savez(tmp_path / "in.npz", **{k: v.numpy() for k, v in inputs.items()})

@@ -47,10 +47,10 @@ def test_image_tower_matches_encode_image(tiny, inputs, attention, patch):
     torch.testing.assert_close(scripted, ref, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_text_tower_matches_encode_text(tiny, inputs, attention):
+@pytest.mark.parametrize("attention,truncate", [(False, False), (True, False), (False, True), (True, True)])
+def test_text_tower_matches_encode_text(tiny, inputs, attention, truncate):
     _, tokens = inputs
-    tower = build_text_encoder(tiny, attention=attention)
+    tower = build_text_encoder(tiny, attention=attention, truncate=truncate)
     with torch.no_grad():
         ref = tiny.encode_text(tokens)
         got = tower(tokens)
@@ -126,3 +126,34 @@ def test_patch_linear_equals_strided_conv():
 def test_patch_linear_refuses_overlapping_conv():
     with pytest.raises(ValueError):
         PatchLinear(nn.Conv2d(3, 16, kernel_size=7, stride=2, padding=3))
+
+
+def test_truncated_text_tower_computes_only_up_to_the_last_end_of_text_token(tiny, inputs):
+    """Causal mask: the pooled token never sees the padding after it, so computing the padding is waste."""
+    _, tokens = inputs
+    tower = build_text_encoder(tiny, truncate=True)
+    seen = []
+    hook = tower.transformer.register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].shape[1]),
+                                                       with_kwargs=True)
+    with torch.no_grad():
+        ref = tiny.encode_text(tokens)
+        for i in range(len(tokens)):
+            torch.testing.assert_close(tower(tokens[i:i + 1]), ref[i:i + 1], atol=ATOL, rtol=0)
+    hook.remove()
+    assert seen == [int(t.argmax()) + 1 for t in tokens] and max(seen) < tokens.shape[1]
+
+
+def test_truncation_is_refused_without_a_causal_mask(tiny):
+    from convert.errors import ModelError
+    from convert.towers import TextEncoder
+
+    parts = dict(token_embedding=tiny.token_embedding, positional_embedding=tiny.positional_embedding,
+                 transformer=tiny.transformer, ln_final=tiny.ln_final, projection=nn.Identity(),
+                 pool_type="argmax", eos_id=-1)
+    with pytest.raises(ModelError, match="truncate_text needs a causal text tower"):
+        TextEncoder(attn_mask=None, truncate=True, **parts)
+    with pytest.raises(ModelError, match="non-causal"):
+        TextEncoder(attn_mask=torch.zeros(32, 32), truncate=True, **parts)
+    with pytest.raises(ModelError, match="pools 'last'"):
+        TextEncoder(attn_mask=tiny.attn_mask, truncate=True, **{**parts, "pool_type": "last"})
+    assert TextEncoder(attn_mask=tiny.attn_mask, truncate=True, **parts).truncate
