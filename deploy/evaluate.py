@@ -482,9 +482,10 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
         towers.append(("text_encoder", build_text_encoder(model, attention=quant.attention == "int8"), tokens))
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
+    refs: dict[str, torch.Tensor] = {}
     for role, tower, inputs in towers:
         with torch.no_grad():
-            ref = tower(inputs)
+            ref = refs[role] = tower(inputs)
         groups = module_groups(tower, role, quant)
         all_names = [n for members in groups.values() for n in members]
         for stem, members in groups.items():
@@ -516,7 +517,8 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
             # 72 MiB, an attention block 3 MiB.
             ranked = sorted((r for r in rows if r["role"] == role), key=lambda r: r["drop"] / max(r["params"], 1),
                             reverse=True)
-            kept, summary[role]["curve"] = _keep_until(tower, role, inputs, quant, ranked, target, k, log)
+            kept, summary[role]["curve"] = _keep_until(tower, role, inputs, refs[role], summary[role]["all_int8"],
+                                                       quant, ranked, target, k, log)
             worst += kept
     for i, r in enumerate(rows, 1):
         r["rank"] = i
@@ -526,7 +528,7 @@ def run_sensitivity(config, k: int = 3, out_recipe: str | Path | None = None, n_
     for role, tower, inputs in towers:
         qt, _ = quantize_tower(tower, q, role)
         with torch.no_grad():
-            summary[role]["with_recipe"] = compare(tower(inputs), qt(inputs))
+            summary[role]["with_recipe"] = compare(refs[role], qt(inputs))
     if out_recipe is not None:
         write_recipe(out_recipe, config, keep_all, [r for r in rows if r["kept_fp32"]], summary, target)
     run_sensitivity.summary = summary  # type: ignore[attr-defined]
@@ -551,31 +553,31 @@ def print_sensitivity_summary(summary: dict[str, Any], console) -> None:
             console.print(t)
 
 
-def _keep_until(tower, role, inputs, quant, ranked, target, limit, log) -> tuple[list[str], list[dict[str, Any]]]:
-    """Keep ``ranked`` groups (worst first) in fp32 one by one until the tower's minimum cosine reaches
-    ``target`` or ``limit`` groups are kept; returns the kept patterns and the measured curve."""
+def _keep_until(tower, role, inputs, ref, all_int8, quant, ranked, target, limit,
+                log) -> tuple[list[str], list[dict[str, Any]]]:
+    """Keep ``ranked`` groups (worst first) in fp32 one by one, starting from the all-int8 figures
+    ``all_int8`` against the fp32 output ``ref``, until the tower's minimum cosine reaches ``target`` or
+    ``limit`` groups are kept; returns the kept patterns and the measured curve."""
     from convert.pipeline import compare
     from convert.quantize import quantize_tower
 
-    with torch.no_grad():
-        ref = tower(inputs)
     kept: list[str] = []
-    curve: list[dict[str, Any]] = []
     extra = 0.0
-    for row in [None, *ranked]:
-        if row is not None:
-            if curve[-1]["cosine_min"] >= target or len(kept) >= limit:
-                break
-            kept.append(row["pattern"])
-            extra += row["params"] * 3 / 2**20  # 4 fp32 bytes instead of 1 int8 byte a weight
-        q = dataclasses.replace(quant, keep_fp32=tuple(quant.keep_fp32) + tuple(kept))
-        qt, _ = quantize_tower(tower, q, role)
-        with torch.no_grad():
-            c = compare(ref, qt(inputs))
-        curve.append({"fp32_groups": len(kept), "added": row["pattern"] if row else None,
-                      "cosine_min": c["cosine_min"], "cosine_mean": c["cosine_mean"], "sqnr_db": c["sqnr_db"],
-                      "extra_mib": round(extra, 2)})
+
+    def point(c: dict[str, Any], added: str | None) -> dict[str, Any]:
         log(f"{role}: {len(kept)} fp32 groups -> cosine min {c['cosine_min']:.6f} (+{extra:.2f} MiB)")
+        return {"fp32_groups": len(kept), "added": added, "cosine_min": c["cosine_min"],
+                "cosine_mean": c["cosine_mean"], "sqnr_db": c["sqnr_db"], "extra_mib": round(extra, 2)}
+
+    curve = [point(all_int8, None)]
+    for row in ranked:
+        if curve[-1]["cosine_min"] >= target or len(kept) >= limit:
+            break
+        kept.append(row["pattern"])
+        extra += row["params"] * 3 / 2**20  # 4 fp32 bytes instead of 1 int8 byte a weight
+        qt, _ = quantize_tower(tower, dataclasses.replace(quant, keep_fp32=tuple(quant.keep_fp32) + tuple(kept)), role)
+        with torch.no_grad():
+            curve.append(point(compare(ref, qt(inputs)), row["pattern"]))
     return kept, curve
 
 
