@@ -78,10 +78,10 @@ def run(model_name: str, log=print) -> dict:
 
     from convert import build_config
     from convert.load import load_model
-    from convert.pipeline import compare
+    from convert.metrics import compare
     from convert.probes import probe_images, probe_texts
     from convert.quantize import quantize_tower, set_engine
-    from convert.towers import build_image_encoder, build_text_encoder
+    from convert.towers import build_towers
 
     config = build_config(model=model_name, pretrained="none")
     loaded = load_model(config)
@@ -90,10 +90,8 @@ def run(model_name: str, log=print) -> dict:
     set_engine(config.engine)
     quant = config.quant
     out: dict = {"model": model_name, "engine": config.engine, "weights": quant.weights, "towers": {}}
-    for role, tower, x in (
-        ("image_encoder", build_image_encoder(loaded.model, attention=True, patch=True), images),
-        ("text_encoder", build_text_encoder(loaded.model, attention=True), tokens),
-    ):
+    fp32 = build_towers(loaded.model, quant, quantize=False).fp32
+    for role, tower, x in (("image_encoder", fp32["image_encoder"], images), ("text_encoder", fp32["text_encoder"], tokens)):
         rows = {}
         with torch.no_grad():
             ref = tower(x)
@@ -102,7 +100,7 @@ def run(model_name: str, log=print) -> dict:
             rows["int8 weights, fp32 activations"] = compare(ref, _weights_only(tower)(x))
             rows["per-token activation scaling"] = compare(ref, _token_scaled(q)(x))
             if role == "text_encoder":
-                qt, _ = quantize_tower(build_text_encoder(loaded.model, attention=True, truncate=True), quant, role)
+                qt, _ = quantize_tower(build_towers(loaded.model, quant, (role,), truncate_text=True, quantize=False).fp32[role], quant, role)
                 rows["truncated text"] = compare(ref, qt(x))
                 for name, module in (("all int8, batch 1", q), ("truncated text, batch 1", qt)):
                     got = torch.cat([module(x[i:i + 1]) for i in range(len(x))])

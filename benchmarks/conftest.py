@@ -22,9 +22,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported anywhere in this process
 
 import json  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 import pytest  # noqa: E402
 
@@ -70,10 +71,9 @@ class Artifacts:
 
     def _model(self):
         if "model" not in self._cache:
-            from convert.config import build_config
-            from convert.load import load_model
+            from convert.load import load_model, reference_config
 
-            self._cache["config"] = build_config(**self.manifest["config"])
+            self._cache["config"] = reference_config(self.manifest)
             self._cache["model"] = load_model(self._cache["config"]).model
         return self._cache["model"], self._cache["config"]
 
@@ -81,22 +81,16 @@ class Artifacts:
         import torch
 
         torch.backends.quantized.engine = self.manifest["engine"]
-        if kind == "lite":
-            from torch.jit.mobile import _load_for_lite_interpreter
+        if kind in ("lite", "jit"):
+            from deploy.artifacts import load_artifacts  # verified (sha256) like every other reader
 
-            return _load_for_lite_interpreter(str(self.directory / f"{role}.ptl"))
-        if kind == "jit":
-            return torch.jit.load(str(self.directory / f"{role}.pt"))
+            return load_artifacts(self.directory, kind, roles=(role,)).modules[role]
         model, config = self._model()
         if kind == "eager-fp32":
             return model.encode_image if role == "image_encoder" else model.encode_text
-        from convert.quantize import quantize_tower
-        from convert.towers import build_image_encoder, build_text_encoder
+        from convert.towers import build_towers
 
-        quant = config.quant
-        tower = (build_image_encoder(model, attention=quant.attention == "int8", patch=quant.patch == "int8")
-                 if role == "image_encoder" else build_text_encoder(model, attention=quant.attention == "int8"))
-        return quantize_tower(tower, quant, role)[0]
+        return build_towers(model, config.quant, (role,), truncate_text=config.truncate_text).modules[role]
 
 
 def _convert(out: Path, **opts) -> Path:

@@ -8,7 +8,7 @@ computes the same function with an ``in_proj`` Linear (q, k, v stacked, as MHA s
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -56,16 +56,16 @@ class ExplicitSelfAttention(nn.Module):
         value: Optional[torch.Tensor] = None,
         need_weights: bool = False,
         attn_mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         batch, length, _ = query.shape
         qkv = self.in_proj(query).reshape(batch, length, 3, self.num_heads, self.head_dim)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # [3, B, H, L, hd]
         q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = torch.matmul(q * self.scale, k.transpose(-2, -1))
-        if attn_mask is not None:
-            scores = scores + attn_mask
-        weights = F.softmax(scores, dim=-1)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, length, self.embed_dim)
+        # One fused kernel for scale, q @ k.T, mask, softmax and @ v (what nn.MultiheadAttention itself calls
+        # when need_weights=False). Measured on ViT-B-32 shapes (2 threads): the attention core alone 0.79-0.85x
+        # the explicit ops; it scripts, survives optimize_for_mobile and runs in torch 2.1.0's lite runtime.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = out.transpose(1, 2).reshape(batch, length, self.embed_dim)
         return self.out_proj(out), None
 
 

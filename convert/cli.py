@@ -3,22 +3,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .config import ENGINES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
+from .config import ENGINES, PACK_MODES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
 from .errors import ConfigError, KitError
-from .packing import PACK_MODES
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        self.exit(2, f"error: {message} (see python -m convert --help)\n")
+def set_openmp_default() -> None:
+    """Before torch starts: OpenMP threads that spin while waiting fight each other (and everything else)
+    on small shared machines; measured here, a 2-thread training step went from 4.3 s to 0.47 s under load
+    with PASSIVE, and the fbgemm text tower from 1159 ms to 22.8 ms. A user's own setting wins. Every entry
+    point calls this before anything imports torch (libgomp reads the variable once, at load)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+class KitArgumentParser(argparse.ArgumentParser):
+    """argparse with the kit's usage errors: one line, exit 2, pointing to this command's own help."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m convert", description=(
+    p = KitArgumentParser(prog="python -m convert", description=(
         "Convert an open_clip CLIP model into int8, scripted, mobile-optimized .ptl artifacts and "
         "verify them against the fp32 model. With no arguments: the built-in tiny CLIP, offline."))
     p.add_argument("--recipe", help="YAML recipe file or built-in name (android, android-compact, x86, paper); options below override it")
@@ -60,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--wide", action="store_true", help="every column of the tables")
     return p
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"recipe", "json", "quiet", "sensitivity", "sensitivity_recipe", "sensitivity_target"}
+    skip = {"recipe", "json", "quiet", "wide", "sensitivity", "sensitivity_recipe", "sensitivity_target"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if "labels" in opts:
         opts["labels"] = read_labels(opts["labels"])
@@ -75,14 +87,26 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.2f}"
 
 
+def make_console(stderr: bool = False, wide: bool = False):
+    """A rich console that stays readable in a pipe or a log: 100 columns (``wide``: 200) when not a
+    terminal, no source paths on log lines."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else (200 if wide else 100), log_path=False)
+
+
 def print_summary(result, console) -> None:
     from rich.table import Table
 
     m = result.manifest
-    table = Table(title=f"{m['model']['name']} -> {result.out_dir} ({m['target']}, {m['engine']}, "
-                        f"bytecode v{m['versions']['bytecode']})")
-    for col in ("artifact", "MiB", "fp32 MiB", "ratio", "cosine min", "cosine mean", "SQNR dB", "max abs err"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
+    weights = m["model"].get("pretrained") or (f"checkpoint {m['model'].get('checkpoint')}" if m["model"].get("checkpoint") else None)
+    console.print(f"{m['model']['name']} -> {result.out_dir} ({m['target']}, {m['engine']}, bytecode "
+                  f"v{m['versions']['bytecode']}; weights: {'RANDOM (--pretrained none)' if weights == 'none' else weights})",
+                  soft_wrap=True)
+    table = Table()
+    for col in ("artifact", "MiB", "fp32 MiB", "ratio", "cos min", "cos mean", "SQNR dB", "max abs err"):
+        table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
     total = total_fp32 = 0
     for row in result.rows:
         total += row["bytes"]
@@ -100,48 +124,71 @@ def print_summary(result, console) -> None:
         console.print(f"installed into {result.installed_to}")
 
 
-def run_sensitivity(config, k: int, recipe: str, console, as_json: bool, target: float | None = None) -> int:
-    """``--sensitivity K``: rank module groups by the error their quantization adds (deploy.evaluate)."""
+def print_sensitivity(result, config, console, wide: bool = False) -> None:
+    """The ranking (compact: rank, pattern, cosine drop, kept; ``wide`` adds the rest) and per-tower summary."""
     from rich.table import Table
 
-    from deploy.evaluate import print_sensitivity_summary
-    from deploy.evaluate import run_sensitivity as rank
+    console.print(f"sensitivity of {config.model} ({config.engine}, {config.weights}): one module group int8 at a "
+                  "time, worst first", soft_wrap=True)
+    t = Table()
+    cols = ["#", "group", "drop", "fp32"] + (["modules", "params", "cos mean", "cos min", "SQNR dB"] if wide else [])
+    for col in cols:
+        t.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
+    for r in result.rows:
+        cells = [str(r["rank"]), r["pattern"], f"{r['drop']:.2e}", "yes" if r["kept_fp32"] else ""]
+        if wide:
+            cells += [str(r["modules"]), str(r["params"]), f"{r['cosine_mean']:.6f}", f"{r['cosine_min']:.6f}",
+                      f"{r['sqnr_db']:.1f}"]
+        t.add_row(*cells)
+    console.print(t)
+    for role, s in result.summary.items():
+        console.print(f"{role}: all int8 cosine min {s['all_int8']['cosine_min']:.6f}; with the recipe "
+                      f"{s['with_recipe']['cosine_min']:.6f}")
+        if s.get("curve"):
+            c = Table(title=f"{role}: groups kept in fp32, one at a time")
+            for col in ("fp32 groups", "added", "cos min", "SQNR dB", "+MiB"):
+                c.add_column(col, justify="left" if col == "added" else "right", overflow="fold")
+            for p in s["curve"]:
+                c.add_row(str(p["fp32_groups"]), p["added"] or "(all int8)", f"{p['cosine_min']:.6f}",
+                          f"{p['sqnr_db']:.1f}", f"{p['extra_mib']:.2f}")
+            console.print(c)
+    kept = sum(1 for r in result.rows if r["kept_fp32"])
+    console.print(f"recipe keeping {kept} groups in fp32: {result.recipe} (use: python -m convert --recipe "
+                  f"{result.recipe})", soft_wrap=True)
 
-    rows = rank(config, k=k, out_recipe=recipe, target=target)
-    if as_json:
-        print(json.dumps({"recipe": recipe, "rows": rows, "summary": getattr(rank, "summary", {})}, indent=2))
-        return 0
-    table = Table(title=f"sensitivity of {config.model} ({config.engine}, {config.weights}); worst first")
-    for col in rows[0].keys() if rows else ():
-        table.add_column(str(col))
-    for row in rows:
-        table.add_row(*(f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()))
-    console.print(table)
-    print_sensitivity_summary(getattr(rank, "summary", {}), console)
-    kept = sum(1 for r in rows if r["kept_fp32"])
-    console.print(f"recipe keeping {kept} groups in fp32: {recipe} (use: python -m convert --recipe {recipe})")
+
+def run_sensitivity(config, args, console, log) -> int:
+    """``--sensitivity K``: rank module groups by the error their quantization adds; write a recipe."""
+    from .sensitivity import rank_groups, write_recipe
+
+    result = rank_groups(config, k=args.sensitivity, target=args.sensitivity_target, log=log)
+    write_recipe(args.sensitivity_recipe, config, result)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not args.quiet:
+        print_sensitivity(result, config, console, args.wide)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m convert`` and the ``clip-kit-convert`` console script."""
+    set_openmp_default()
     args = build_parser().parse_args(argv)
-    from rich.console import Console
-
-    # A pipe gets a fixed width so the table is not squeezed to 80 columns.
-    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
-    err = Console(stderr=True)
+    console = make_console(stderr=args.json, wide=args.wide)
+    err = make_console(stderr=True)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
+    quiet = args.quiet or args.json
+    log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
     try:
         config = build_config(args.recipe, **_options(args))
         if args.sensitivity_target is not None and args.sensitivity is None:
             raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
         if args.sensitivity is not None:
-            return run_sensitivity(config, args.sensitivity, args.sensitivity_recipe, console, args.json,
-                                   args.sensitivity_target)
+            return run_sensitivity(config, args, console, log)
         from .pipeline import convert
 
-        if args.quiet or args.json:
+        if quiet:
             result = convert(config)
         else:
             with console.status("converting") as status:

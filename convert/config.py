@@ -6,14 +6,14 @@ the CLI overrides it. Built-in recipes live in ``assets/recipes`` and can be nam
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from .errors import ConfigError, LabelsError, close_matches
-from .packing import PACK_MODES
 
 QUANTIZE_MODES = ("none", "image", "text", "combined")
 TARGETS = ("android", "x86")
@@ -21,6 +21,8 @@ ENGINES = ("qnnpack", "fbgemm")
 WEIGHT_SCHEMES = ("per-channel", "per-tensor")
 PRECISIONS = ("int8", "fp32")
 TEMPLATE_SETS = ("openai", "simple", "plain")
+# When int8 weights are packed for the engine (see convert/packing.py).
+PACK_MODES = ("load", "first-call")
 DEFAULT_ENGINE = {"android": "qnnpack", "x86": "fbgemm"}
 # fbgemm packs at load unless told otherwise; qnnpack (android) always packs on the first call itself.
 DEFAULT_PACK = {"android": "load", "x86": "first-call"}
@@ -137,7 +139,7 @@ class ConvertConfig:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.labels, list):
             object.__setattr__(self, "labels", tuple(self.labels))
-        self.quant  # validates the quantization fields
+        _ = self.quant  # validates the quantization fields
         if self.labels is not None:
             validate_labels(self.labels, "labels")
         if self.bytecode_version is not None and (
@@ -149,6 +151,9 @@ class ConvertConfig:
             -1.0 <= self.min_cosine <= 1.0
         ):
             raise ConfigError(f"min_cosine={self.min_cosine!r} must be a number in [-1, 1]")
+        if self.install_to is not None and self.target != "android":
+            raise ConfigError(f"install_to={self.install_to!r} needs target android, not {self.target!r}: the app runs "
+                              "qnnpack weights (fbgemm weights on a phone are the wrong file)")
         if not isinstance(self.truncate_text, bool):
             raise ConfigError(f"truncate_text={self.truncate_text!r} must be true or false")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

@@ -7,7 +7,7 @@ the result is not.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class KitError(Exception):
@@ -52,6 +52,19 @@ class FidelityError(KitError):
     """A converted artifact is below the recipe's fidelity floor."""
 
     exit_code = 1
+
+
+ONE_LINE_LIMIT = 300
+
+
+def one_line(exc: BaseException | str, limit: int = ONE_LINE_LIMIT) -> str:
+    """An exception (often a multi-line C++ or hub error) as one line of at most ``limit`` characters.
+
+    The kit's errors are read in terminals and CI logs, so every message that quotes a third-party
+    error goes through here: whitespace collapsed, cut with an ellipsis, never mid-way silently.
+    """
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def close_matches(value: str, choices: Iterable[str], n: int = 3) -> str:

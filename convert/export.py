@@ -12,29 +12,80 @@ Targets:
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .errors import ExportError, OutputError
+from .artifact import EXTRA_FILE, atomic_write, bytecode_version
+from .errors import ExportError, one_line
 
-EXTRA_FILE = "clip_kit.json"
 # pytorch_android_lite 2.1.0, the last Android runtime release, loads bytecode v4..v9.
 ANDROID_RUNTIME_BYTECODE = (4, 9)
 
 
-def script_tower(module: torch.nn.Module, role: str) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` with a one-line :class:`ExportError` on failure (never an eager fallback)."""
+class _SortedNames(set):
+    """A ``set`` that iterates its strings sorted (see :func:`deterministic_scripting`)."""
+
+    def __iter__(self):
+        items = list(set.__iter__(self))
+        if all(isinstance(item, str) for item in items):
+            items.sort()
+        return iter(items)
+
+
+@contextlib.contextmanager
+def deterministic_scripting():
+    """Script so that the same module gives the same archive bytes in any process, at any time.
+
+    Two things made ``text_encoder.ptl`` differ between two conversions of the same model (measured,
+    torch 2.12.1; the ``.data/serialization_id`` record is derived from the other records' CRC32s, so it
+    differed only as a consequence):
+
+    - **Constant order.** TorchScript collects a module class's constants (``__constants__`` and
+      ``torch.jit.Final`` attributes) in a Python ``set`` and inserts them in that order into a C++
+      ``unordered_map``, whose order is the class header in ``code/``. String hashes are salted per
+      process (``PYTHONHASHSEED``), so ``TextEncoder``'s three ``Final`` attributes (every target) and
+      ``LayerNorm``'s three constants (x86, unfrozen) came out in another order in about every other run.
+      While scripting, ``torch.jit._recursive`` sees a ``set`` that iterates sorted.
+    - **Mangled class names.** Every scripted class lives in one process-wide compilation unit, which
+      renames a second class of the same name ``___torch_mangle_N`` with a process-wide counter; a
+      second conversion in the same process (tests, notebooks, ``--sensitivity``) wrote other names.
+      Each tower is scripted into a fresh compilation unit and type cache (the module keeps its unit
+      alive; ``optimize_for_mobile`` clones into the module's own unit).
+
+    Both patch private names of ``torch.jit`` (pinned torch 2.12.1) and are undone on exit; if a future
+    torch drops them the conversion still works, and ``tests/test_reproducible.py`` fails.
+    """
+    from torch.jit import _recursive, _state
+
+    saved = (_state._python_cu, _recursive._python_cu, _recursive.concrete_type_store)
+    had_set = "set" in vars(_recursive)
+    old_set = vars(_recursive).get("set")
+    unit = torch._C.CompilationUnit()
+    _state._python_cu = _recursive._python_cu = unit
+    _recursive.concrete_type_store = _recursive.ConcreteTypeStore()
+    _recursive.set = _SortedNames
     try:
-        return torch.jit.script(module.eval())
+        yield
+    finally:
+        _state._python_cu, _recursive._python_cu, _recursive.concrete_type_store = saved
+        if had_set:
+            _recursive.set = old_set
+        else:
+            del _recursive.set
+
+
+def script_tower(module: torch.nn.Module, role: str) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` with a one-line :class:`ExportError` on failure (never an eager fallback),
+    reproducibly (:func:`deterministic_scripting`)."""
+    try:
+        with deterministic_scripting():
+            return torch.jit.script(module.eval())
     except Exception as exc:  # noqa: BLE001 - TorchScript raises many types
-        first = " ".join(str(exc).split())[:300]
-        raise ExportError(f"{role}: torch.jit.script failed: {first}") from None
+        raise ExportError(f"{role}: torch.jit.script failed: {one_line(exc)}") from None
 
 
 def optimize_tower(scripted: torch.jit.ScriptModule, target: str, role: str) -> torch.jit.ScriptModule:
@@ -46,41 +97,7 @@ def optimize_tower(scripted: torch.jit.ScriptModule, target: str, role: str) -> 
     try:
         return optimize_for_mobile(scripted.eval())
     except Exception as exc:  # noqa: BLE001
-        first = " ".join(str(exc).split())[:300]
-        raise ExportError(f"{role}: optimize_for_mobile failed: {first}") from None
-
-
-def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
-    """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place.
-
-    A failure (disk full, unwritable directory, a writer error) removes the temporary file, so no
-    half-written artifact is ever visible under ``path``.
-    """
-    path = Path(path)
-    # The temporary file keeps the final name inside a temporary folder: a TorchScript archive takes
-    # its top-level folder name from the file name, and readers should see `image_encoder/...`.
-    folder = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = os.path.join(folder, path.name)
-    try:
-        try:
-            writer(tmp)
-            os.chmod(tmp, 0o666 & ~current_umask())  # ordinary files, not mkstemp's 0600
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        except RuntimeError as exc:
-            message = " ".join(str(exc).split())[:300]
-            if "No space left" in message or ("write" in message.lower() and "fail" in message.lower()):
-                raise OutputError(f"cannot write {path}: {message}") from None
-            raise ExportError(f"cannot save {path.name}: {message}") from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        raise ExportError(f"{role}: optimize_for_mobile failed: {one_line(exc)}") from None
 
 
 def save_lite(module: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> None:
@@ -93,12 +110,6 @@ def save_torchscript(module: torch.jit.ScriptModule, path: Path, metadata: dict[
     """Save the TorchScript (full JIT) twin with the same embedded metadata."""
     extra = {EXTRA_FILE: json.dumps(metadata, sort_keys=True)}
     atomic_write(path, lambda tmp: torch.jit.save(module, tmp, _extra_files=extra))
-
-
-def bytecode_version(path: Path) -> int:
-    from torch.jit.mobile import _get_model_bytecode_version
-
-    return int(_get_model_bytecode_version(str(path)))
 
 
 def backport(path: Path, to_version: int) -> int:
@@ -137,24 +148,3 @@ def load_lite(path: Path):
     from torch.jit.mobile import _load_for_lite_interpreter
 
     return _load_for_lite_interpreter(str(path))
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The ``clip_kit.json`` embedded in a ``.ptl``/``.pt`` (read from the zip, no model load).
-
-    Raises :class:`ArtifactError` when the file is no readable archive or carries no metadata.
-    """
-    import zipfile
-
-    from .errors import ArtifactError
-
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
-            meta = json.loads(archive.read(name)) if name else None
-    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path.name} is not a readable TorchScript archive ({exc})") from None
-    if meta is None:
-        raise ArtifactError(f"{path.name} carries no {EXTRA_FILE}: not written by clip-mobile-kit")
-    return meta

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from .config import BUILTIN_MODEL, ConvertConfig
-from .errors import CheckpointError, ModelError, close_matches
+from .config import BUILTIN_MODEL, ConvertConfig, build_config
+from .errors import CheckpointError, ModelError, close_matches, one_line
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,6 @@ def _check_checkpoint_file(path: str) -> None:
         raise CheckpointError(f"checkpoint {path} is not readable")
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def load_model(config: ConvertConfig) -> LoadedModel:
     """Create the fp32 open_clip model named by ``config`` (eval mode, on CPU).
 
@@ -97,7 +92,7 @@ def load_model(config: ConvertConfig) -> LoadedModel:
         try:
             model = open_clip.create_model(name, pretrained=source, device="cpu")
         except Exception as exc:  # noqa: BLE001 - hub and config errors come in many types
-            raise ModelError(f"cannot create {name} (pretrained={pretrained}): {_one_line(exc)}") from None
+            raise ModelError(f"cannot create {name} (pretrained={pretrained}): {one_line(exc)}") from None
     model.eval()
     model.float()
     pp = open_clip.get_model_preprocess_cfg(model)
@@ -145,7 +140,7 @@ def _model_from_checkpoint(name: str, checkpoint: str) -> torch.nn.Module:
         state = load_state_dict(checkpoint)
     except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
         raise CheckpointError(
-            f"checkpoint {checkpoint} cannot be read (truncated or not a torch checkpoint): {_one_line(exc)}"
+            f"checkpoint {checkpoint} cannot be read (truncated or not a torch checkpoint): {one_line(exc)}"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {checkpoint} is not a state dict of tensors")
@@ -157,7 +152,7 @@ def _model_from_checkpoint(name: str, checkpoint: str) -> torch.nn.Module:
     try:
         open_clip.load_checkpoint(model, checkpoint)
     except Exception as exc:  # noqa: BLE001 - missing keys, shape mismatches, asserts
-        raise CheckpointError(f"checkpoint {checkpoint} does not fit {name}: {_one_line(exc)}") from None
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit {name}: {one_line(exc)}") from None
     return model
 
 
@@ -188,3 +183,42 @@ def _probe_embed_dim(model: torch.nn.Module, tokenizer: dict[str, Any]) -> int:
     with torch.no_grad():
         tokens = torch.zeros(1, tokenizer["context_length"], dtype=torch.long)
         return int(model.encode_text(tokens).shape[-1])
+
+
+# Fields of a recorded ConvertConfig that say where the output went, not which model it was.
+_OUTPUT_FIELDS = ("out", "force", "install_to", "also_pt", "labels", "bytecode_version")
+
+
+def reference_config(manifest: dict[str, Any], checkpoint: str | None = None) -> ConvertConfig:
+    """The ConvertConfig the artifacts were made with (output-only fields dropped).
+
+    A checkpoint recorded by the conversion must still be at its recorded (absolute) path; when it moved,
+    ``checkpoint`` names the new place and must have the recorded sha256.
+    """
+    cfg = dict(manifest.get("config") or {})
+    for key in _OUTPUT_FIELDS:
+        cfg.pop(key, None)
+    if not cfg:
+        cfg = {"model": manifest["model"]["name"], "pretrained": manifest["model"].get("pretrained") or "none"}
+    recorded = cfg.get("checkpoint")
+    want_sha = (manifest.get("model") or {}).get("checkpoint_sha256")
+    if checkpoint:
+        _check_checkpoint_file(checkpoint)
+        if want_sha:
+            from .artifact import sha256_of
+
+            got = sha256_of(Path(checkpoint))
+            if got != want_sha:
+                raise CheckpointError(f"--checkpoint {checkpoint} is not the checkpoint these artifacts were converted "
+                                      f"from (sha256 {got[:16]}..., the manifest records {want_sha[:16]}...)")
+        cfg["checkpoint"] = checkpoint
+        cfg["pretrained"] = None
+    elif recorded and not Path(recorded).is_file():
+        raise CheckpointError(f"the checkpoint these artifacts were converted from, {recorded}, is not there any "
+                              "more; pass --checkpoint PATH (its sha256 is checked against the manifest)")
+    return build_config(**cfg)
+
+
+def reference_from_manifest(manifest: dict[str, Any], checkpoint: str | None = None) -> LoadedModel:
+    """The fp32 eager open_clip model (eval) the artifacts of ``manifest`` were converted from."""
+    return load_model(reference_config(manifest, checkpoint))

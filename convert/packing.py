@@ -17,8 +17,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-PACK_MODES = ("load", "first-call")
-
 
 class FirstCallPackedLinear(nn.Module):
     """A dynamic int8 Linear (same op, same numerics as ``torch.ao``'s) that packs its weight lazily.

@@ -35,7 +35,7 @@ class Int8Embedding(nn.Module):
         self.register_buffer("offset", offset)
 
     @classmethod
-    def from_float(cls, embedding: nn.Embedding) -> "Int8Embedding":
+    def from_float(cls, embedding: nn.Embedding) -> Int8Embedding:
         weight = embedding.weight.detach().float()
         low = weight.min(dim=1, keepdim=True).values
         high = weight.max(dim=1, keepdim=True).values

@@ -9,14 +9,19 @@ them.
 """
 
 import copy
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import unfold_attention
+from .config import QuantConfig
 from .errors import ModelError
+from .packing import defer_packing
+from .quantize import QuantReport, quantize_tower
+
+ENCODER_ROLES = ("image_encoder", "text_encoder")
 
 
 def linear_from_matrix(matrix: torch.Tensor) -> nn.Linear:
@@ -155,22 +160,6 @@ def is_causal_mask(mask: torch.Tensor) -> bool:
     return bool(torch.all(mask[~upper] == 0)) and bool(torch.all(torch.isneginf(mask[upper])))
 
 
-class ZeroShotHead(nn.Module):
-    """``image embedding [B, D] -> logits [B, C]``: ``scale * normalize(x) @ W.T``.
-
-    ``W`` holds one normalised fp32 text embedding per label, so a phone that only classifies
-    needs no text encoder at all.
-    """
-
-    def __init__(self, class_embeddings: torch.Tensor, logit_scale: float) -> None:
-        super().__init__()
-        self.register_buffer("weight", class_embeddings.detach().float().contiguous())
-        self.logit_scale = float(logit_scale)
-
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * torch.matmul(F.normalize(embedding, dim=-1), self.weight.t())
-
-
 def build_image_encoder(model: nn.Module, attention: bool = True, patch: bool = True) -> ImageEncoder:
     """A deep-copied, fp32 image tower; ``attention``/``patch`` unfold MHA and the patch conv."""
     visual = copy.deepcopy(model.visual)
@@ -217,3 +206,43 @@ def build_text_encoder(model: nn.Module, attention: bool = True, truncate: bool 
         eos_id=-1 if eos_id is None else int(eos_id),
         truncate=truncate,
     ).eval()
+
+
+@dataclass
+class Towers:
+    """The encoders of one recipe: ``fp32`` (structured as the recipe says: attention unfolded, patch
+    convolution as a Linear, where those become int8) and ``modules``, what gets exported (int8 where the
+    recipe quantizes, else the fp32 tower itself)."""
+
+    fp32: dict[str, nn.Module]
+    modules: dict[str, nn.Module]
+    reports: dict[str, QuantReport] = field(default_factory=dict)
+
+
+def build_towers(model: nn.Module, quant: QuantConfig, roles: tuple[str, ...] = ENCODER_ROLES, *,
+                 truncate_text: bool = False, pack: str = "load", quantize: bool = True) -> Towers:
+    """The one recipe -> towers function: wrap ``model``'s encoders per ``quant`` and quantize them.
+
+    Used by the converter, sensitivity analysis, the bench's eager variants, the ONNX peer and the
+    benchmarks, so all of them measure the same towers. ``pack='first-call'`` defers fbgemm weight
+    packing (``convert.packing``); ``quantize=False`` returns the fp32 towers as ``modules``.
+    """
+    fp32: dict[str, nn.Module] = {}
+    for role in roles:
+        if role == "image_encoder":
+            fp32[role] = build_image_encoder(model, attention=quant.image and quant.attention == "int8",
+                                             patch=quant.image and quant.patch == "int8")
+        elif role == "text_encoder":
+            fp32[role] = build_text_encoder(model, attention=quant.text and quant.attention == "int8",
+                                            truncate=truncate_text)
+        else:
+            raise ValueError(f"role {role!r} is not an encoder ({', '.join(ENCODER_ROLES)})")
+    towers = Towers(fp32=fp32, modules=dict(fp32))
+    if not quantize:
+        return towers
+    for role, tower in fp32.items():
+        if (quant.image if role == "image_encoder" else quant.text):
+            towers.modules[role], towers.reports[role] = quantize_tower(tower, quant, role)
+            if pack == "first-call":
+                defer_packing(towers.modules[role])
+    return towers

@@ -6,26 +6,24 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.cli import _Parser
+from convert.cli import KitArgumentParser, set_openmp_default
 from convert.errors import KitError
 
 COMMANDS = {
     "classify": "deploy.classify",
     "search": "deploy.search",
     "evaluate": "deploy.evaluate",
-    "bench": "deploy.harness",
+    "bench": "deploy.bench.cli",
 }
 
 
 def main(argv=None) -> int:
-    parser = _Parser(prog="python -m deploy", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, module in COMMANDS.items():
-        try:
-            importlib.import_module(module).add_parser(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    """``python -m deploy`` and the ``clip-kit-deploy`` console script."""
+    set_openmp_default()  # before the command modules import torch
+    parser = KitArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=KitArgumentParser)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -4,6 +4,14 @@ Uses the shipped zero-shot head when the artifacts have one and neither ``--labe
 ``--templates`` is given; otherwise builds class embeddings with the artifact's own (quantized) text
 encoder and tokenizer.
 
+Class embeddings built with the text encoder are cached on disk (``deploy.runtime.cached_class_embeddings``),
+so a repeated call with the same artifacts, labels and templates loads them instead of encoding every
+prompt again (ViT-B-32, 3 labels x 80 templates: 240 prompts).
+
+Output: one line per image, ``path: label 0.93, label 0.05, label 0.01`` (``--topk``, default 3);
+``--verbose`` a table per image; ``--json`` JSON; ``--quiet`` only that output and errors (no warnings,
+no progress bar).
+
 Exit status: 0 when every image was classified; 1 when some images failed (each reported, the others
 still answered); 2 when all images failed or the input was unusable (artifacts, labels, templates).
 Labels longer than the context are truncated (like open_clip and the phone) with a warning on stderr.
@@ -19,9 +27,7 @@ from convert.errors import KitError
 
 from .artifacts import load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
-from .runtime import class_embeddings, encode_images, head_logits, logits_from_weights
-from .tokenizer import KitTokenizer
-from .zeroshot import load_templates, topk
+from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk
 
 
 def add_parser(subparsers) -> None:
@@ -31,18 +37,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
     p.add_argument("--labels", help="labels file or comma-separated names (default: the shipped head's labels)")
     p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--topk", type=int, default=3, help="labels shown per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="a table per image instead of one line")
+    loud.add_argument("-q", "--quiet", action="store_true", help="print only the results and errors")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the class-embedding cache")
     p.add_argument("--jit", action="store_true", help="run the .pt TorchScript twins instead of the .ptl lite files")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0 = no limit)")
     p.set_defaults(func=run)
 
 
-def classifier(artifacts_dir, labels=None, templates=None, kind="lite"):
-    """Load artifacts and return ``(artifacts, labels, logits_fn)``; ``logits_fn(image_embeddings)``."""
-    from convert.errors import LabelsError
+def classifier(artifacts_dir, labels=None, templates=None, kind="lite", *, quiet=False, use_cache=True):
+    """Load artifacts and return ``(artifacts, labels, logits_fn)``; ``logits_fn(image_embeddings)``.
 
-    from .artifacts import read_manifest
+    With labels (or templates other than the head's) the class embeddings come from the disk cache, or
+    from the text encoder, which is only loaded when they are not cached."""
+    from convert.artifact import read_manifest
+    from convert.errors import LabelsError
 
     manifest = read_manifest(artifacts_dir)
     zs = manifest.get("zero_shot") or {}
@@ -55,9 +67,8 @@ def classifier(artifacts_dir, labels=None, templates=None, kind="lite"):
         labels = zs.get("labels")
         if not labels:
             raise LabelsError(f"{artifacts_dir} has no zero-shot head and no labels; pass --labels")
-    artifacts = load_artifacts(artifacts_dir, kind, roles=("image_encoder", "text_encoder"))
-    _, tmpl = load_templates(templates or "openai")
-    weights = class_embeddings(artifacts, KitTokenizer.from_artifacts(artifacts), labels, tmpl)
+    artifacts = load_artifacts(artifacts_dir, kind, roles=("image_encoder",))
+    weights = cached_class_embeddings(artifacts, labels, templates or "openai", quiet=quiet, use_cache=use_cache)
     scale = artifacts.logit_scale
     return artifacts, list(labels), lambda emb: logits_from_weights(emb, weights, scale)
 
@@ -68,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         from convert.errors import ConfigError
 
         raise ConfigError(f"--topk {args.topk} must be at least 1")
-    artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite")
+    artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite",
+                                              quiet=args.quiet, use_cache=not args.no_cache)
     pre = Preprocessor(artifacts.preprocess)
     max_pixels = args.max_pixels or None
     results = []
@@ -86,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, indent=2,
                          ensure_ascii=False))
+    elif args.verbose:
+        _print_tables(results, artifacts)
     else:
-        _print_table(results, artifacts)
+        for r in results:
+            if "error" not in r:
+                print(format_line(r))
     for r in results:
         if "error" in r:
             print(f"error: {r['error']}", file=sys.stderr)
@@ -96,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failed == len(results) else 1
 
 
-def _print_table(results, artifacts) -> None:
+def format_line(result: dict) -> str:
+    """``path: label 0.93, label 0.05, label 0.01`` (probabilities, best first)."""
+    return f"{result['image']}: " + ", ".join(f"{t['label']} {t['score']:.2f}" for t in result["top"])
+
+
+def _print_tables(results, artifacts) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -104,7 +125,9 @@ def _print_table(results, artifacts) -> None:
     for r in results:
         if "error" in r:
             continue
-        table = Table(title=f"{r['image']} ({artifacts.manifest['model']['name']}, {artifacts.kind})")
+        # The file name on its own line, never inside a table title (rich wraps titles mid-word).
+        print(f"{r['image']} ({artifacts.manifest['model']['name']}, {artifacts.kind})", flush=True)
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("label")
         table.add_column("probability", justify="right")

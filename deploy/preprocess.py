@@ -28,8 +28,9 @@ Differences from open_clip's own eval transform (which resizes first and convert
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,9 +1,16 @@
-"""Running loaded artifacts: batched encoders, class embeddings from the artifact's text encoder, the head."""
+"""Running loaded artifacts: batched encoders, class embeddings from the artifact's text encoder (cached on
+disk), the head, and the kit's cache folder and progress bar."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import sys
-from typing import Sequence
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +42,17 @@ def encode_images(artifacts, images: torch.Tensor, batch_size: int = 64) -> torc
     return _check_dim(torch.cat(outs), artifacts.embed_dim, "image_encoder")
 
 
+def ensure_role(artifacts, role: str) -> None:
+    """Verify and load ``role`` into ``artifacts`` if it is not loaded yet (commands load a tower only
+    when they need it: a cached ``classify --labels`` never loads the text encoder)."""
+    if artifacts.modules.get(role) is None:
+        from .artifacts import load_artifacts
+
+        more = load_artifacts(artifacts.directory, artifacts.kind, roles=(role,))
+        if more.modules.get(role) is not None:
+            artifacts.modules[role] = more.modules[role]
+
+
 def encode_tokens(artifacts, tokens: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     if artifacts.text_encoder is None:
         raise ArtifactError(f"{artifacts.directory} has no text_encoder (needed for text queries and custom labels)")
@@ -42,27 +60,201 @@ def encode_tokens(artifacts, tokens: torch.Tensor, batch_size: int = 256) -> tor
     return _check_dim(torch.cat(outs), artifacts.embed_dim, "text_encoder")
 
 
+def _truncation_warning(count: int, example: str, context_length: int, stream=None) -> None:
+    example = example if len(example) <= 60 else example[:57] + "..."
+    print(f"warning: {count} text(s) longer than the {context_length}-token context were truncated "
+          f"(e.g. {example!r})", file=stream or sys.stderr)
+
+
 def warn_truncated(texts: Sequence[str], truncated: Sequence[bool], context_length: int, stream=None) -> int:
     """One warning line when texts were truncated to the context length; returns how many."""
     cut = [t for t, flag in zip(texts, truncated) if flag]
     if cut:
-        example = cut[0] if len(cut[0]) <= 60 else cut[0][:57] + "..."
-        print(f"warning: {len(cut)} text(s) longer than the {context_length}-token context were truncated "
-              f"(e.g. {example!r})", file=stream or sys.stderr)
+        _truncation_warning(len(cut), cut[0], context_length, stream)
     return len(cut)
 
 
-def class_embeddings(artifacts, tokenizer: KitTokenizer, labels: Sequence[str], templates: Sequence) -> torch.Tensor:
+def cache_dir() -> Path:
+    """The kit's cache folder: ``$CLIPKIT_CACHE``, else ``~/.cache/clip-mobile-kit`` (``$CLIP_KIT_CACHE``,
+    the spelling the search index used first, is still read)."""
+    root = os.environ.get("CLIPKIT_CACHE") or os.environ.get("CLIP_KIT_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "clip-mobile-kit"
+
+
+class Progress:
+    """``with Progress(total, what) as bar: ... bar.advance(n)``: a rich progress bar on stderr that
+    appears only once the work has run ``delay`` seconds and is not done, so quick calls print nothing.
+
+    Never on ``enabled=False`` (``--quiet``). Transient (gone when done) and without source paths (rich's
+    ``console.log`` would add ``file.py:NN``). When stderr is no terminal, one plain line instead.
+    """
+
+    def __init__(self, total: int, what: str, enabled: bool = True, delay: float = 1.0) -> None:
+        self.total, self.what, self.enabled, self.delay = int(total), what, enabled, delay
+        self.done = 0
+        self.start = time.monotonic()
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self.enabled and self.done < self.total and time.monotonic() - self.start >= self.delay:
+            self.enabled = False  # decided once
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            if not console.is_terminal:
+                print(f"{self.what}: {self.done}/{self.total} after {time.monotonic() - self.start:.0f} s ...",
+                      file=sys.stderr, flush=True)
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=console, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=self.total, completed=self.done)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+# Prompts per text-encoder call in class_embeddings: small enough for a progress bar that moves (ViT-B-32
+# android artifacts on 2 x86 cores: ~0.1 s a prompt), large enough to keep the per-call overhead small.
+PROMPT_BATCH = 32
+
+
+def class_embeddings(artifacts, tokenizer: KitTokenizer, labels: Sequence[str], templates: Sequence,
+                     *, quiet: bool = False, truncated_out: list | None = None) -> torch.Tensor:
     """``[C, D]`` normalised class embeddings from the artifact's (quantized) text encoder, the same
     recipe as open_clip's ``build_zero_shot_classifier``: mean of normalised template embeddings,
-    renormalised."""
+    renormalised. A progress bar shows on long runs and a warning names truncated prompts, unless
+    ``quiet``; ``truncated_out`` receives the truncated prompts."""
     if not labels:
         raise LabelsError("the label list is empty; give at least one class name")
     prompts = [t.format(label) if isinstance(t, str) else t(label) for label in labels for t in templates]
     tokens, truncated = tokenizer.encode(prompts)
-    warn_truncated(prompts, truncated, tokenizer.context_length)
-    emb = F.normalize(encode_tokens(artifacts, tokens), dim=-1).reshape(len(labels), len(templates), -1)
+    cut = [p for p, flag in zip(prompts, truncated) if flag]
+    if truncated_out is not None:
+        truncated_out.extend(cut)
+    if cut and not quiet:
+        _truncation_warning(len(cut), cut[0], tokenizer.context_length)
+    outs = []
+    what = f"encoding {len(labels)} label(s) x {len(templates)} template(s)"
+    with Progress(len(prompts), what, enabled=not quiet) as bar:
+        for i in range(0, len(tokens), PROMPT_BATCH):
+            outs.append(encode_tokens(artifacts, tokens[i:i + PROMPT_BATCH]))
+            bar.advance(len(outs[-1]))
+    emb = F.normalize(torch.cat(outs), dim=-1).reshape(len(labels), len(templates), -1)
     return F.normalize(emb.mean(dim=1), dim=-1)
+
+
+CLASS_CACHE_FORMAT = "clip-mobile-kit-class-embeddings"
+CLASS_CACHE_VERSION = 1
+
+
+def class_cache_key(artifacts, labels: Sequence[str], templates: str) -> str | None:
+    """What class embeddings depend on, hashed: the model files (content hashes), the vocabulary and
+    tokenizer settings, the labels, the templates, the runtime (lite/jit) and torch. ``None`` (no
+    caching) when ``templates`` is neither a named set nor a readable file (the loader says why).
+
+    Named sets are keyed by the source of their templates (open_clip's ``zero_shot_metadata.py``, the
+    kit's version for ``plain``), read without importing open_clip; a file by its bytes.
+    """
+    from convert.artifact import KIT_VERSION
+    from convert.config import TEMPLATE_SETS
+
+    from .tokenizer import _open_clip_dir
+
+    if templates in TEMPLATE_SETS:
+        source = _open_clip_dir() / "zero_shot_metadata.py"
+        tmpl = ["named", templates, KIT_VERSION, hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None]
+    else:
+        try:
+            tmpl = ["file", hashlib.sha256(Path(templates).read_bytes()).hexdigest()]
+        except (OSError, TypeError):
+            return None
+    vocab = next((e.get("sha256") for e in artifacts.manifest["files"] if e.get("role") == "vocab"), None)
+    parts = {"format": CLASS_CACHE_FORMAT, "version": CLASS_CACHE_VERSION, "model_files": artifacts.sha256,
+             "kind": artifacts.kind, "vocab": vocab, "tokenizer": artifacts.tokenizer, "labels": list(labels),
+             "templates": tmpl, "torch": torch.__version__.split("+", 1)[0], "prompt_batch": PROMPT_BATCH}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def _read_class_cache(path: Path, key: str, n_labels: int, dim: int) -> dict | None:
+    """The cached entry if it is exactly what ``key`` asks for; anything else is ``None`` (recompute)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a corrupt or foreign file is recomputed, never trusted
+        return None
+    if not isinstance(data, dict) or data.get("format") != CLASS_CACHE_FORMAT or data.get("key") != key:
+        return None
+    weights, cut = data.get("weights"), data.get("truncated")
+    if (not isinstance(weights, torch.Tensor) or weights.dtype != torch.float32 or tuple(weights.shape) != (n_labels, dim)
+            or not bool(torch.isfinite(weights).all())
+            or not torch.allclose(weights.norm(dim=-1), torch.ones(n_labels), atol=1e-3)
+            or not isinstance(cut, list) or not all(isinstance(c, str) for c in cut)):
+        return None
+    return {"weights": weights.contiguous(), "truncated": cut}
+
+
+def _write_class_cache(path: Path, entry: dict) -> None:
+    """Atomically (temporary file + rename); a cache that cannot be written is only a slower next call."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(entry, handle)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        print(f"warning: cannot write the class-embedding cache {path} ({exc.strerror or exc})", file=sys.stderr)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def cached_class_embeddings(artifacts, labels: Sequence[str], templates: str, *, quiet: bool = False,
+                            use_cache: bool = True) -> torch.Tensor:
+    """:func:`class_embeddings` for a template spec (``openai``, ``simple``, ``plain`` or a file), stored in
+    ``cache_dir()/class_embeddings`` per :func:`class_cache_key`: a repeated call loads ``[C, D]``
+    floats instead of encoding ``C x templates`` prompts, and needs neither the tokenizer nor open_clip.
+    A cache file that does not validate (key, dtype, shape, finite unit rows) is recomputed and rewritten.
+    """
+    labels = list(labels)
+    if not labels:
+        raise LabelsError("the label list is empty; give at least one class name")
+    key = class_cache_key(artifacts, labels, templates) if use_cache else None
+    path = cache_dir() / "class_embeddings" / f"{key[:32]}.pt" if key else None
+    if path is not None and path.is_file():
+        hit = _read_class_cache(path, key, len(labels), artifacts.embed_dim)
+        if hit is not None:
+            if hit["truncated"] and not quiet:
+                _truncation_warning(len(hit["truncated"]), hit["truncated"][0], int(artifacts.tokenizer["context_length"]))
+            return hit["weights"]
+        if not quiet:
+            print(f"warning: class-embedding cache {path} is unreadable or stale; recomputing it", file=sys.stderr)
+    from convert.head import load_templates
+
+    _, tmpl = load_templates(templates)
+    ensure_role(artifacts, "text_encoder")
+    cut: list[str] = []
+    weights = class_embeddings(artifacts, KitTokenizer.from_artifacts(artifacts), labels, tmpl, quiet=quiet,
+                               truncated_out=cut)
+    if path is not None:
+        _write_class_cache(path, {"format": CLASS_CACHE_FORMAT, "version": CLASS_CACHE_VERSION, "key": key,
+                                  "labels": labels, "templates": templates, "truncated": cut,
+                                  "weights": weights.detach().float().contiguous()})
+    return weights
 
 
 def head_logits(artifacts, embeddings: torch.Tensor) -> torch.Tensor:
@@ -93,3 +285,14 @@ def logits_from_weights(embeddings: torch.Tensor, weights: torch.Tensor, scale: 
             f"class embeddings are {weights.shape[-1]}-dim, image embeddings {embeddings.shape[-1]}-dim (different models)"
         )
     return scale * F.normalize(embeddings, dim=-1) @ weights.t()
+
+
+def topk(logits: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+    """Softmax probabilities and the ``k`` best labels for each row of ``logits``."""
+    probs = logits.float().softmax(dim=-1)
+    k = min(k, probs.shape[-1])
+    values, indices = probs.topk(k, dim=-1)
+    return [
+        [(labels[int(i)], float(v)) for v, i in zip(row_v, row_i)]
+        for row_v, row_i in zip(values, indices)
+    ]

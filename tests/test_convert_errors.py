@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from convert import build_config
-from convert.errors import (CheckpointError, ConfigError, FidelityError, LabelsError, ModelError,
-                            OutputError, TorchVersionError)
+from convert.errors import CheckpointError, ConfigError, FidelityError, LabelsError, ModelError, OutputError, TorchVersionError
 
 TINY = ["--model", "kit-tiny-clip", "--pretrained", "none", "--templates", "plain"]
 

@@ -1,15 +1,15 @@
 """Conversion end to end on the tiny architecture: parity, manifest, metadata, storages, bytecode."""
 import hashlib
 import json
-import zipfile
 from collections import defaultdict
 
 import pytest
 import torch
 import yaml
-
 from conftest import lite_zip_storages
-from convert.export import bytecode_version, load_lite, read_metadata
+
+from convert.artifact import bytecode_version, read_metadata
+from convert.export import load_lite
 
 MODES = ["none", "image", "text", "combined"]
 TARGETS = ["android", "x86"]

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # builds libtorch C++ (~1 min of 2 cores); .ci/run runs it with -m slow
+
 RUNNER_SRC = Path(__file__).resolve().parent.parent / "benchmarks" / "runner"
 
 
@@ -67,7 +69,7 @@ def test_runner_prints_a_bench_report(runner, tiny_ptl, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    from deploy.harness import validate_report
+    from deploy.bench.report import validate_report
 
     validate_report(report)
     result = report["results"][0]

@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
-
 from _deploy_helpers import converted, copy_artifacts, edit_manifest
+
+from convert.artifact import verify_all
 from convert.errors import ArtifactError
-from deploy.artifacts import load_artifacts, verify_only
+from deploy.artifacts import load_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +119,8 @@ def test_not_a_manifest(tmp_path):
         load_artifacts(tmp_path)
 
 
-def test_verify_only(art):
-    assert verify_only(art)["model"]["name"] == "kit-tiny-clip"
+def test_verify_all(art):
+    assert verify_all(art)["model"]["name"] == "kit-tiny-clip"
 
 
 def test_export_vocab_matches_manifest(art, tmp_path):

@@ -7,8 +7,8 @@ import os
 
 import pytest
 import torch
-
 from _deploy_helpers import converted, copy_artifacts, edit_manifest, shape_images
+
 from deploy.__main__ import main
 
 
@@ -88,8 +88,9 @@ def test_classify_missing_artifacts(imgs, tmp_path, capsys):
 
 def test_classify_head_from_other_model(art, imgs, tmp_path, capsys):
     """A zero-shot head of another embedding width (manifest hash updated) fails with one clear line."""
-    from convert.export import read_metadata, save_lite
-    from convert.towers import ZeroShotHead
+    from convert.artifact import read_metadata
+    from convert.export import save_lite
+    from convert.head import ZeroShotHead
 
     d = copy_artifacts(art, tmp_path / "a")
     head = torch.jit.script(ZeroShotHead(torch.nn.functional.normalize(torch.randn(48, 32), dim=-1), 100.0))

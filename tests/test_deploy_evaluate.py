@@ -1,11 +1,11 @@
-"""python -m deploy evaluate (accuracy report, plots, datasets) and --sensitivity (recipe)."""
+"""python -m deploy evaluate (accuracy report, plots, datasets) and python -m convert --sensitivity (recipe)."""
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from _deploy_helpers import converted, shape_images
+
 from convert.config import build_config, load_recipe
 from deploy.__main__ import main
 
@@ -86,12 +86,12 @@ def test_evaluate_bad_inputs(art, tmp_path, capsys, argv, match):
     assert match in err and err.strip().count("\n") == 0
 
 
-def test_sensitivity_writes_loadable_recipe(art, tmp_path, capsys):
+def test_sensitivity_writes_loadable_recipe(run_cli, tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    code = main(["evaluate", "--sensitivity", "--artifacts", str(art), "--k", "2", "--recipe-out", str(recipe),
-                 "--json"])
-    assert code == 0
-    data = json.loads(capsys.readouterr().out)
+    code, out, err = run_cli("--model", "kit-tiny-clip", "--pretrained", "none", "--sensitivity", "2",
+                             "--sensitivity-recipe", recipe, "--json")
+    assert code == 0, err
+    data = json.loads(out)
     rows = data["rows"]
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0]["drop"] >= rows[-1]["drop"]
@@ -105,11 +105,13 @@ def test_sensitivity_writes_loadable_recipe(art, tmp_path, capsys):
     assert config.keep_fp32 == tuple(values["keep_fp32"])
 
 
-def test_run_sensitivity_api(tmp_path):
-    from deploy.evaluate import run_sensitivity
+def test_rank_groups_api(tmp_path):
+    from convert.sensitivity import rank_groups, write_recipe
 
     config = build_config(model="kit-tiny-clip", pretrained="none", quantize="image")
-    rows = run_sensitivity(config, k=1, out_recipe=tmp_path / "r.yaml")
+    result = rank_groups(config, k=1)
+    write_recipe(tmp_path / "r.yaml", config, result)
+    rows = result.rows
     assert rows and all(r["role"] == "image_encoder" for r in rows)
     assert sum(r["kept_fp32"] for r in rows) == 1
     assert load_recipe(str(tmp_path / "r.yaml"))["quantize"] == "image"
@@ -119,11 +121,12 @@ def test_sensitivity_target_keeps_groups_until_each_tower_reaches_it(tmp_path):
     """Keep-until-target: each tower's curve starts all-int8, adds groups one at a time (most cosine drop
     per parameter first) and stops at the first measured cosine >= target (or at k groups); the recipe
     keeps exactly those groups."""
-    from deploy.evaluate import run_sensitivity
+    from convert.sensitivity import rank_groups, write_recipe
 
     config = build_config(model="kit-tiny-clip")
-    rows = run_sensitivity(config, k=4, out_recipe=tmp_path / "r.yaml", target=0.99999)
-    summary = run_sensitivity.summary
+    result = rank_groups(config, k=4, target=0.99999)
+    write_recipe(tmp_path / "r.yaml", config, result)
+    rows, summary = result.rows, result.summary
     kept = []
     for role in ("image_encoder", "text_encoder"):
         curve = summary[role]["curve"]
@@ -140,12 +143,13 @@ def test_sensitivity_target_keeps_groups_until_each_tower_reaches_it(tmp_path):
     assert load_recipe(str(tmp_path / "r.yaml"))["keep_fp32"] == kept  # per tower, in the order kept
     assert sorted(kept) == sorted(r["pattern"] for r in rows if r["kept_fp32"])
     # A target the all-int8 towers already reach keeps nothing.
-    run_sensitivity(config, k=4, target=0.9)
-    assert all(len(s["curve"]) == 1 for s in run_sensitivity.summary.values())
+    again = rank_groups(config, k=4, target=0.9)
+    assert all(len(s["curve"]) == 1 for s in again.summary.values())
+    assert result.summary is summary and summary["text_encoder"]["curve"]  # two calls, two results
 
 
 def test_sensitivity_target_must_be_a_cosine_below_one(run_cli):
     code, out, err = run_cli("--sensitivity-target", "0.9999")
     assert code == 2 and "--sensitivity-target needs --sensitivity K" in err
     code, out, err = run_cli("--sensitivity", "2", "--sensitivity-target", "1.5")
-    assert code == 2 and "target=1.5 must be a cosine below 1" in err and err.strip().count("\n") == 0
+    assert code == 2 and "--sensitivity-target 1.5 must be a cosine below 1" in err and err.strip().count("\n") == 0

@@ -3,7 +3,6 @@
 CLIPKIT_RUNTIME21_PYTHON (``.ci/run`` makes one); skipped without it, except in CI."""
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

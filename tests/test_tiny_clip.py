@@ -9,9 +9,8 @@ import torch
 
 open_clip = pytest.importorskip("open_clip")
 
-from assets import (TINY_CHECKPOINT, TINY_CONFIG, TINY_LABELS, TINY_MODEL_NAME, register_tiny_model,
-                    tiny_labels)
-from assets.tiny_clip import shapes
+from assets import TINY_CHECKPOINT, TINY_CONFIG, TINY_LABELS, TINY_MODEL_NAME, register_tiny_model, tiny_labels  # noqa: E402
+from assets.tiny_clip import shapes  # noqa: E402
 
 
 def _pixels(images):

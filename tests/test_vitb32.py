@@ -4,12 +4,13 @@ from collections import defaultdict
 
 import pytest
 import torch
-
 from conftest import lite_zip_storages
+
 from convert import build_config
 from convert.pipeline import convert
 
 MIB = 2**20
+pytestmark = pytest.mark.vitb32
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,12 @@ the training text distribution.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
-from PIL import Image, ImageDraw
-
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+from PIL import Image, ImageDraw
 
 __all__ = [
     "COLOURS", "SHAPES", "CLASS_NAMES", "NUM_CLASSES", "RENDER_SIZE", "TRAIN_SEED", "HELDOUT_SEED",

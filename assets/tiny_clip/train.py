@@ -29,16 +29,16 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
+import open_clip
 import torch
 import torch.nn.functional as F
 
-import open_clip
-
-from assets import TINY_CHECKPOINT, TINY_LABELS, TINY_MODEL_NAME, TINY_TRAIN_LOG, register_tiny_model
+from assets import TINY_CHECKPOINT, TINY_LABELS, TINY_MODEL_NAME, register_tiny_model
 from assets.tiny_clip import shapes
 
 DEFAULTS = dict(steps=3000, batch_size=48, lr=3e-3, weight_decay=0.1, warmup=100, seed=0, threads=2)

@@ -8,29 +8,24 @@ import android.util.Log;
 import android.widget.ScrollView;
 import android.widget.TextView;
 
-import org.clipkit.core.Json;
+import org.clipkit.core.BenchReport;
 import org.clipkit.core.Manifest;
 import org.pytorch.IValue;
 import org.pytorch.LiteModuleLoader;
 import org.pytorch.Module;
-import org.pytorch.PyTorchAndroid;
 import org.pytorch.Tensor;
 
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.FileOutputStream;
 import java.io.FileReader;
+import java.io.IOException;
 import java.io.OutputStreamWriter;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
-import java.text.SimpleDateFormat;
 import java.util.Arrays;
-import java.util.Date;
-import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.Random;
-import java.util.TimeZone;
 
 /**
  * Screen 3: benchmark of one lite artifact, also driven by intent extras:
@@ -38,10 +33,11 @@ import java.util.TimeZone;
  * adb shell am start -n org.clipkit.demo/.BenchmarkActivity --es model image_encoder.ptl \
  *     --ei iters 50 --ei warmup 5 --ei threads 2 [--ei loads 3]
  * </pre>
- * Writes a clip-mobile-kit-bench v1 report (docs/formats.md) to
- * {@code getExternalFilesDir(null)/bench/bench-<model>-<threads>t-<utc>.json} (app-specific storage,
+ * Writes a clip-mobile-kit-bench v1 report (docs/formats.md; built by the core's {@link BenchReport}) to
+ * {@code getExternalFilesDir(null)/bench/bench-<role>-<threads>t-<utc>.json} (app-specific storage,
  * readable with {@code adb pull /sdcard/Android/data/org.clipkit.demo/files/bench/}); the path is logged
- * with tag ClipKit and shown on screen.
+ * with tag ClipKit and shown on screen. benchmarks/android/bench_app.sh waits for the log lines
+ * "benchmark report written to" and "benchmark failed": keep both.
  */
 public class BenchmarkActivity extends Activity {
     private TextView out;
@@ -59,20 +55,11 @@ public class BenchmarkActivity extends Activity {
         final String model = i.hasExtra("model") ? i.getStringExtra("model") : "image_encoder.ptl";
         final int iters = Math.max(1, i.getIntExtra("iters", 50));
         final int warmup = Math.max(0, i.getIntExtra("warmup", 5));
-        final int threads = i.getIntExtra("threads", 2);
+        final int threads = Math.max(0, i.getIntExtra("threads", 2)); // 0: the runtime's default
         final int loads = Math.max(1, i.getIntExtra("loads", 3));
         out.setText("Benchmarking " + model + " (" + iters + " iters, " + warmup + " warm-up, " + threads + " threads)…");
-        ClipKit.executor().execute(() -> {
-            String msg;
-            try {
-                msg = run(model, iters, warmup, threads, loads);
-            } catch (Throwable e) {
-                Log.e(ClipKit.TAG, "benchmark failed", e);
-                msg = "Benchmark failed: " + e;
-            }
-            final String m = msg;
-            runOnUiThread(() -> out.setText(m));
-        });
+        // UiTask logs "benchmark failed" on failure
+        UiTask.run(this, out, "Benchmark failed", () -> run(model, iters, warmup, threads, loads));
     }
 
     private String run(String model, int iters, int warmup, int threads, int loads) throws Exception {
@@ -80,9 +67,9 @@ public class BenchmarkActivity extends Activity {
         Manifest.FileEntry entry = null;
         for (Manifest.FileEntry f : kit.manifest.files) if (f.file.equals(model) || f.role.equals(model)) entry = f;
         if (entry == null || !entry.format.equals("lite")) throw new IllegalArgumentException("no lite file '" + model + "' in manifest.json");
-        if (threads > 0) PyTorchAndroid.setNumThreads(threads);
+        ClipKit.setThreads(threads);
         File file = new File(kit.dir, entry.file);
-        IValue input = input(kit, entry);
+        IValue[] input = inputs(kit, entry);
 
         double[] loadMs = new double[loads];
         Module m = null;
@@ -103,31 +90,22 @@ public class BenchmarkActivity extends Activity {
             steady[it] = (System.nanoTime() - s) / 1e6;
         }
         m.destroy();
-        long peakRss = peakRssBytes();
 
-        String utc = utcNow();
-        StringBuilder j = new StringBuilder();
-        j.append("{\n  \"schema\": \"clip-mobile-kit-bench\", \"schema_version\": 1,\n");
-        j.append("  \"created_utc\": ").append(q(utc)).append(",\n");
-        j.append("  \"environment\": {\"host\": \"android\", \"device\": ").append(q(Build.MANUFACTURER + " " + Build.MODEL
-                + " (Android " + Build.VERSION.RELEASE + ", API " + Build.VERSION.SDK_INT + ", " + Build.SUPPORTED_ABIS[0] + ")"))
-                .append(", \"torch\": ").append(q("pytorch_android_lite 2.1.0"))
-                .append(", \"threads\": ").append(threads)
-                .append(", \"engine\": ").append(q(kit.manifest.engine == null ? "qnnpack" : kit.manifest.engine))
-                .append(", \"omp_wait_policy\": null, \"cpu_flags\": []},\n");
-        j.append("  \"results\": [\n    {\"role\": ").append(q(entry.role)).append(", \"variant\": \"lite\", \"file\": ")
-                .append(q(entry.file)).append(", \"threads\": ").append(threads)
-                .append(", \"engine\": ").append(q(kit.manifest.engine == null ? "qnnpack" : kit.manifest.engine))
-                .append(", \"size_bytes\": ").append(file.length()).append(",\n")
-                .append("     \"load_ms\": ").append(stats(loadMs)).append(",\n")
-                .append("     \"first_ms\": ").append(num(firstMs)).append(",\n")
-                .append("     \"steady_ms\": ").append(stats(steady)).append(",\n")
-                .append("     \"peak_rss_bytes\": ").append(peakRss).append("}\n  ]\n}\n");
-        String json = j.toString();
-        Json.parse(json); // self-check: valid JSON
+        String utc = BenchReport.utc(System.currentTimeMillis());
+        String device = Build.MANUFACTURER + " " + Build.MODEL + " (Android " + Build.VERSION.RELEASE + ", API "
+                + Build.VERSION.SDK_INT + ", " + Build.SUPPORTED_ABIS[0] + ")";
+        String json = new BenchReport(utc, device, ClipKit.RUNTIME, threads, kit.manifest.engine)
+                .model(kit.manifest.modelName, kit.manifest.target)
+                .settings(iters, warmup, loads)
+                .command(String.format(Locale.ROOT, "adb shell am start -n org.clipkit.demo/.BenchmarkActivity --es model %s "
+                        + "--ei iters %d --ei warmup %d --ei threads %d --ei loads %d", entry.file, iters, warmup, threads, loads))
+                .add(new BenchReport.Result(entry.role, entry.file, threads, kit.manifest.engine, file.length(), loadMs, firstMs,
+                        steady, peakRssBytes()))
+                .toJson();
 
-        File dir = new File(getExternalFilesDir(null) != null ? getExternalFilesDir(null) : getFilesDir(), "bench");
-        if (!dir.isDirectory() && !dir.mkdirs()) throw new java.io.IOException("cannot create " + dir);
+        File base = getExternalFilesDir(null);
+        File dir = new File(base != null ? base : getFilesDir(), "bench");
+        if (!dir.isDirectory() && !dir.mkdirs()) throw new IOException("cannot create " + dir);
         File report = new File(dir, "bench-" + entry.role + "-" + threads + "t-" + utc.replace(":", "") + ".json");
         try (Writer w = new OutputStreamWriter(new FileOutputStream(report), StandardCharsets.UTF_8)) {
             w.write(json);
@@ -136,72 +114,34 @@ public class BenchmarkActivity extends Activity {
         return "Report: " + report.getAbsolutePath() + "\n\n" + json;
     }
 
-    /** A deterministic input of the shape manifest.json declares for this file. */
-    @SuppressWarnings("unchecked")
-    private static IValue input(ClipKit kit, Manifest.FileEntry entry) throws Exception {
-        if (entry.role.equals("text_encoder")) {
-            long[] ids = kit.tokenizer().tokenizeToLongs("a photo of a dog.");
-            return IValue.from(Tensor.fromBlob(ids, new long[]{1, ids.length}));
+    /**
+     * Deterministic inputs of the names, shapes and dtypes manifest.json declares for this file: token ids of a
+     * real sentence for int64 (random ids would not be a sentence), seeded Gaussian noise for float32.
+     */
+    private static IValue[] inputs(ClipKit kit, Manifest.FileEntry entry) throws IOException {
+        IValue[] in = new IValue[entry.inputs.size()];
+        for (int i = 0; i < in.length; i++) {
+            Manifest.TensorSpec spec = entry.inputs.get(i);
+            long[] shape = spec.shape();
+            if (spec.dtype.equals("int64") && entry.role.equals("text_encoder")) {
+                long[] ids = kit.tokenizer().tokenizeToLongs("a photo of a dog.");
+                if (ids.length != spec.numel())
+                    throw new IllegalArgumentException(entry.file + ": " + ids.length + " token ids for input shape " + Arrays.toString(shape));
+                in[i] = IValue.from(Tensor.fromBlob(ids, shape));
+            } else if (spec.dtype.equals("float32")) {
+                float[] x = new float[spec.numel()];
+                Random r = new Random(i);
+                for (int k = 0; k < x.length; k++) x[k] = (float) r.nextGaussian();
+                in[i] = IValue.from(Tensor.fromBlob(x, shape));
+            } else {
+                throw new IllegalArgumentException(entry.file + ": no benchmark input for " + spec.name + " (" + spec.dtype + ")");
+            }
         }
-        long[] shape = null;
-        for (Object o : Json.arr(kit.manifest.raw.get("files"), "files")) {
-            Map<String, Object> f = Json.obj(o, "file");
-            if (!entry.file.equals(f.get("file")) || !f.containsKey("inputs")) continue;
-            List<Object> dims = Json.arr(Json.obj(Json.arr(f.get("inputs"), "inputs").get(0), "input").get("shape"), "shape");
-            shape = new long[dims.size()];
-            for (int d = 0; d < shape.length; d++) shape[d] = Json.integer(dims.get(d), "dim");
-        }
-        if (shape == null) {
-            if (entry.role.equals("image_encoder"))
-                shape = new long[]{1, 3, kit.preprocessor.outputHeight(), kit.preprocessor.outputWidth()};
-            else throw new IllegalArgumentException("manifest gives no input shape for " + entry.file);
-        }
-        int n = 1;
-        for (long d : shape) n *= (int) d;
-        float[] x = new float[n];
-        Random r = new Random(0);
-        for (int k = 0; k < n; k++) x[k] = (float) r.nextGaussian();
-        return IValue.from(Tensor.fromBlob(x, shape));
+        return in;
     }
 
-    private static String stats(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        StringBuilder b = new StringBuilder("{\"median\": ").append(num(quantile(s, 0.5)))
-                .append(", \"p90\": ").append(num(quantile(s, 0.9))).append(", \"samples\": [");
-        for (int i = 0; i < v.length; i++) b.append(i == 0 ? "" : ", ").append(num(v[i]));
-        return b.append("]}").toString();
-    }
-
-    /** Linear interpolation between order statistics (numpy's default). */
-    static double quantile(double[] sorted, double q) {
-        double pos = q * (sorted.length - 1);
-        int lo = (int) Math.floor(pos), hi = (int) Math.ceil(pos);
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
-    }
-
-    private static String num(double v) {
-        return String.format(Locale.ROOT, "%.4f", v);
-    }
-
-    private static String q(String s) {
-        StringBuilder b = new StringBuilder("\"");
-        for (char c : s.toCharArray()) {
-            if (c == '"' || c == '\\') b.append('\\').append(c);
-            else if (c < 0x20) b.append(String.format(Locale.ROOT, "\\u%04x", (int) c));
-            else b.append(c);
-        }
-        return b.append('"').toString();
-    }
-
-    private static String utcNow() {
-        SimpleDateFormat f = new SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss'Z'", Locale.ROOT);
-        f.setTimeZone(TimeZone.getTimeZone("UTC"));
-        return f.format(new Date());
-    }
-
-    /** VmHWM of this process (peak resident set), bytes; -1 if unavailable. */
-    private static long peakRssBytes() {
+    /** VmHWM of this process (peak resident set), bytes; null if unavailable. */
+    private static Long peakRssBytes() {
         try (BufferedReader r = new BufferedReader(new FileReader("/proc/self/status"))) {
             String line;
             while ((line = r.readLine()) != null) {
@@ -210,9 +150,9 @@ public class BenchmarkActivity extends Activity {
                     return Long.parseLong(p[1]) * 1024L;
                 }
             }
-        } catch (Exception ignored) {
-            // fall through
+        } catch (IOException | RuntimeException e) {
+            Log.w(ClipKit.TAG, "no VmHWM: " + e);
         }
-        return -1;
+        return null;
     }
 }

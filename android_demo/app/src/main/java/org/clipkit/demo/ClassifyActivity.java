@@ -86,27 +86,20 @@ public class ClassifyActivity extends Activity {
 
     private void classify(final Bitmap bmp) {
         result.setText("Classifying…");
-        ClipKit.executor().execute(() -> {
-            String text;
-            try {
-                ClipKit kit = ClipKit.get(this);
-                if (kit.manifest.zeroShot == null) throw new IOException("manifest has no zero_shot block");
-                long t0 = System.nanoTime();
-                float[] emb = kit.encodeImage(bmp);
-                float[] probs = Ranking.softmax(kit.zeroShotLogits(emb));
-                long ms = (System.nanoTime() - t0) / 1_000_000;
-                List<String> labels = kit.manifest.zeroShot.labels;
-                if (probs.length != labels.size()) throw new IOException("head gives " + probs.length + " logits for " + labels.size() + " labels");
-                StringBuilder sb = new StringBuilder();
-                for (int i : Ranking.topK(probs, 5))
-                    sb.append(String.format(Locale.ROOT, "%-28s %6.2f %%%n", labels.get(i), 100f * probs[i]));
-                sb.append(ms).append(" ms (preprocess + image encoder + head)");
-                text = sb.toString();
-            } catch (Exception e) {
-                text = "Failed: " + e;
-            }
-            final String t = text;
-            runOnUiThread(() -> result.setText(t));
+        UiTask.run(this, result, "Classification failed", () -> {
+            ClipKit kit = ClipKit.get(this);
+            if (kit.manifest.zeroShot == null) throw new IOException("manifest has no zero_shot block");
+            long t0 = System.nanoTime();
+            float[] emb = kit.encodeImage(bmp);
+            float[] probs = Ranking.softmax(kit.zeroShotLogits(emb));
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            List<String> labels = kit.manifest.zeroShot.labels;
+            if (probs.length != labels.size()) throw new IOException("head gives " + probs.length + " logits for " + labels.size() + " labels");
+            StringBuilder sb = new StringBuilder();
+            for (int i : Ranking.topK(probs, 5))
+                sb.append(String.format(Locale.ROOT, "%-28s %6.2f %%%n", labels.get(i), 100f * probs[i]));
+            sb.append(ms).append(" ms (preprocess + image encoder + head)");
+            return sb.toString();
         });
     }
 }

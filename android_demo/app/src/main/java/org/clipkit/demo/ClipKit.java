@@ -38,6 +38,8 @@ import java.util.concurrent.Executors;
 public final class ClipKit {
     static final String TAG = "ClipKit";
     static final String ASSET_DIR = "clipkit";
+    /** The runtime, as benchmark reports name it: keep in step with pytorchLite in gradle/libs.versions.toml (checked by check_app.sh). */
+    static final String RUNTIME = "pytorch_android_lite 2.1.0";
 
     private static ClipKit instance;
     private static final ExecutorService EXECUTOR = Executors.newSingleThreadExecutor();

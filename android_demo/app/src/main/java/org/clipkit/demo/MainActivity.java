@@ -22,18 +22,11 @@ public class MainActivity extends Activity {
         root.addView(button("Search my pictures", SearchActivity.class));
         root.addView(button("Benchmark", BenchmarkActivity.class));
         setContentView(root);
-        ClipKit.executor().execute(() -> {
-            String msg;
-            try {
-                ClipKit kit = ClipKit.get(this);
-                msg = "Model: " + kit.manifest.modelName + " (" + kit.manifest.engine + ", bytecode "
-                        + kit.manifest.bytecodeVersion + "), input " + kit.manifest.preprocess.imageHeight + "x"
-                        + kit.manifest.preprocess.imageWidth + ", context " + kit.manifest.tokenizer.contextLength;
-            } catch (Exception e) {
-                msg = "Artifacts not usable: " + e.getMessage();
-            }
-            final String m = msg;
-            runOnUiThread(() -> status.setText(m));
+        UiTask.run(this, status, "Artifacts not usable", () -> {
+            ClipKit kit = ClipKit.get(this);
+            return "Model: " + kit.manifest.modelName + " (" + kit.manifest.target + ", " + kit.manifest.engine + ", bytecode "
+                    + kit.manifest.bytecodeVersion + "), input " + kit.manifest.preprocess.imageHeight + "x"
+                    + kit.manifest.preprocess.imageWidth + ", context " + kit.manifest.tokenizer.contextLength;
         });
     }
 

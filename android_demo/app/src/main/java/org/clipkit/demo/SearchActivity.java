@@ -64,12 +64,20 @@ public class SearchActivity extends Activity {
         setContentView(sv);
     }
 
+    /**
+     * Manifest.permission.READ_MEDIA_IMAGES is API 33 (TIRAMISU): written as its literal value (javac inlines the
+     * constant anyway) so that the app compiles against the API 23 android.jar of the CI check; the SDK_INT
+     * guard keeps READ_EXTERNAL_STORAGE, declared with maxSdkVersion 32, for older phones.
+     */
+    static final String READ_MEDIA_IMAGES = "android.permission.READ_MEDIA_IMAGES";
+    static final int TIRAMISU = 33; // Build.VERSION_CODES.TIRAMISU, API 33
+
     private String permission() {
-        return Build.VERSION.SDK_INT >= 33 ? Manifest.permission.READ_MEDIA_IMAGES : Manifest.permission.READ_EXTERNAL_STORAGE;
+        return Build.VERSION.SDK_INT >= TIRAMISU ? READ_MEDIA_IMAGES : Manifest.permission.READ_EXTERNAL_STORAGE;
     }
 
     private void ensurePermissionThenIndex() {
-        if (Build.VERSION.SDK_INT >= 23 && checkSelfPermission(permission()) != PackageManager.PERMISSION_GRANTED) {
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.M && checkSelfPermission(permission()) != PackageManager.PERMISSION_GRANTED) {
             requestPermissions(new String[]{permission()}, PERMISSION);
         } else {
             buildIndex();
@@ -105,45 +113,45 @@ public class SearchActivity extends Activity {
         if (indexing) return;
         indexing = true;
         out.setText("Indexing…");
-        ClipKit.executor().execute(() -> {
-            String msg;
+        UiTask.run(this, out, "Indexing failed", () -> {
             try {
-                ClipKit kit = ClipKit.get(this);
-                EmbeddingIndex idx = null;
-                int added = 0, seen = 0;
-                Uri collection = MediaStore.Images.Media.EXTERNAL_CONTENT_URI;
-                String[] cols = {MediaStore.Images.Media._ID, MediaStore.Images.Media.DATE_MODIFIED};
-                try (Cursor c = getContentResolver().query(collection, cols, null, null,
-                        MediaStore.Images.Media.DATE_MODIFIED + " DESC")) {
-                    while (c != null && c.moveToNext()) {
-                        seen++;
-                        Uri uri = ContentUris.withAppendedId(collection, c.getLong(0));
-                        String key = uri + "@" + c.getLong(1);
-                        if (idx != null && idx.contains(key)) continue;
-                        Bitmap bmp = decodeForIndex(uri, Math.max(kit.preprocessor.outputHeight(), kit.preprocessor.outputWidth()));
-                        if (bmp == null) continue;
-                        float[] emb = kit.encodeImage(bmp);
-                        bmp.recycle();
-                        if (idx == null) idx = loadIndex(kit, emb.length);
-                        if (idx.contains(key)) continue;
-                        idx.put(key, emb);
-                        added++;
-                        if (added % 20 == 0) {
-                            save(kit, idx);
-                            final String p = "Indexed " + added + " new pictures…";
-                            runOnUiThread(() -> out.setText(p));
-                        }
-                    }
-                }
-                if (idx != null) save(kit, idx);
-                msg = "Pictures: " + seen + ", newly indexed: " + added + ", index: " + indexFile(kit);
-            } catch (Exception e) {
-                msg = "Indexing failed: " + e;
+                return indexPictures();
+            } finally {
+                indexing = false;
             }
-            indexing = false;
-            final String m = msg;
-            runOnUiThread(() -> out.setText(m));
         });
+    }
+
+    /** Adds the pictures not yet in the index; runs on the background thread. */
+    private String indexPictures() throws Exception {
+        ClipKit kit = ClipKit.get(this);
+        EmbeddingIndex idx = null;
+        int added = 0, seen = 0;
+        Uri collection = MediaStore.Images.Media.EXTERNAL_CONTENT_URI;
+        String[] cols = {MediaStore.Images.Media._ID, MediaStore.Images.Media.DATE_MODIFIED};
+        try (Cursor c = getContentResolver().query(collection, cols, null, null,
+                MediaStore.Images.Media.DATE_MODIFIED + " DESC")) {
+            while (c != null && c.moveToNext()) {
+                seen++;
+                Uri uri = ContentUris.withAppendedId(collection, c.getLong(0));
+                String key = uri + "@" + c.getLong(1);
+                if (idx != null && idx.contains(key)) continue;
+                Bitmap bmp = decodeForIndex(uri, Math.max(kit.preprocessor.outputHeight(), kit.preprocessor.outputWidth()));
+                if (bmp == null) continue;
+                float[] emb = kit.encodeImage(bmp);
+                bmp.recycle();
+                if (idx == null) idx = loadIndex(kit, emb.length);
+                if (idx.contains(key)) continue;
+                idx.put(key, emb);
+                added++;
+                if (added % 20 == 0) {
+                    save(kit, idx);
+                    UiTask.show(this, out, "Indexed " + added + " new pictures…");
+                }
+            }
+        }
+        if (idx != null) save(kit, idx);
+        return "Pictures: " + seen + ", newly indexed: " + added + ", index: " + indexFile(kit);
     }
 
     private static void save(ClipKit kit, EmbeddingIndex idx) throws java.io.IOException {
@@ -182,23 +190,16 @@ public class SearchActivity extends Activity {
 
     private void search(final String text) {
         out.setText("Searching…");
-        ClipKit.executor().execute(() -> {
-            String msg;
-            try {
-                ClipKit kit = ClipKit.get(this);
-                float[] q = kit.encodeText(text);
-                EmbeddingIndex idx = loadIndex(kit, q.length);
-                if (idx.size() == 0) throw new IllegalStateException("index is empty: tap 'Index pictures' first");
-                List<Ranking.Hit> hits = Ranking.search(q, idx, 20);
-                StringBuilder sb = new StringBuilder();
-                for (Ranking.Hit h : hits)
-                    sb.append(String.format(Locale.ROOT, "%.3f  %s%n", h.score, h.key.substring(0, h.key.lastIndexOf('@'))));
-                msg = sb.toString();
-            } catch (Exception e) {
-                msg = "Search failed: " + e;
-            }
-            final String m = msg;
-            runOnUiThread(() -> out.setText(m));
+        UiTask.run(this, out, "Search failed", () -> {
+            ClipKit kit = ClipKit.get(this);
+            float[] q = kit.encodeText(text);
+            EmbeddingIndex idx = loadIndex(kit, q.length);
+            if (idx.size() == 0) throw new IllegalStateException("index is empty: tap 'Index pictures' first");
+            List<Ranking.Hit> hits = Ranking.search(q, idx, 20);
+            StringBuilder sb = new StringBuilder();
+            for (Ranking.Hit h : hits)
+                sb.append(String.format(Locale.ROOT, "%.3f  %s%n", h.score, h.key.substring(0, h.key.lastIndexOf('@'))));
+            return sb.toString();
         });
     }
 }

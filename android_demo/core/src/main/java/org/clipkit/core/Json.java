@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -41,8 +42,24 @@ public final class Json {
         return v;
     }
 
+    /**
+     * {@code s} as a JSON string literal, quotes included: quote and backslash escaped with a backslash,
+     * control characters (below U+0020) as six-character u-escapes, everything else written as is (UTF-8 text).
+     */
+    public static String quote(String s) {
+        StringBuilder b = new StringBuilder(s.length() + 2).append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '"' || c == '\\') b.append('\\').append(c);
+            else if (c < 0x20) b.append(String.format(Locale.ROOT, "\\u%04x", (int) c));
+            else b.append(c);
+        }
+        return b.append('"').toString();
+    }
+
     /** Thrown on malformed input; carries the character offset. */
     public static final class JsonException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
         public final int offset;
 
         JsonException(String msg, int offset) {

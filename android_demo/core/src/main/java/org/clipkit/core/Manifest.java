@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
@@ -17,11 +18,17 @@ import java.util.Map;
 /**
  * {@code manifest.json} written by {@code python -m convert} (docs/formats.md, format_version 1).
  * Parsed strictly: unknown format or a newer format_version is rejected; the blocks the device needs
- * ({@code preprocess}, {@code tokenizer}, {@code files}) must be complete; {@code zero_shot} is optional.
+ * ({@code preprocess}, {@code tokenizer}, {@code files} with their input/output specs) must be complete;
+ * {@code zero_shot} is optional. Only phone artifacts are accepted ({@code target: android},
+ * {@code engine: qnnpack}): x86 artifacts carry fbgemm-packed int8 weights that pytorch_android_lite's ARM
+ * build cannot run, the classic mistake when copying a converter output to a phone.
  */
 public final class Manifest {
     public static final String FORMAT = "clip-mobile-kit-manifest";
     public static final int FORMAT_VERSION = 1;
+    /** The only target and engine the app runs (convert/config.py: DEFAULT_ENGINE["android"]). */
+    public static final String TARGET = "android";
+    public static final String ENGINE = "qnnpack";
 
     public final int formatVersion;
     public final String kitVersion;
@@ -105,9 +112,48 @@ public final class Manifest {
         }
     }
 
+    /** One tensor of a file's {@code inputs} / {@code outputs}: {@code {"name", "shape": [..], "dtype"}}. */
+    public static final class TensorSpec {
+        /** The dtypes a pytorch_android_lite Tensor can hold (org.pytorch.DType), as the manifest spells them. */
+        public static final List<String> DTYPES = Collections.unmodifiableList(
+                Arrays.asList("float32", "float64", "int64", "int32", "int8", "uint8"));
+        public final String name, dtype;
+        private final long[] shape;
+
+        TensorSpec(Map<String, Object> t, String what) {
+            name = Json.str(Json.req(t, "name", what), what + ".name");
+            dtype = Json.str(Json.req(t, "dtype", what), what + ".dtype");
+            if (!DTYPES.contains(dtype))
+                throw new IllegalArgumentException(what + ".dtype '" + dtype + "' is not one of " + DTYPES);
+            List<Object> dims = Json.arr(Json.req(t, "shape", what), what + ".shape");
+            shape = new long[dims.size()];
+            for (int d = 0; d < shape.length; d++) {
+                shape[d] = Json.integer(dims.get(d), what + ".shape[" + d + "]");
+                if (shape[d] < 0) throw new IllegalArgumentException(what + ".shape[" + d + "] is negative");
+            }
+        }
+
+        /** The shape (a fresh copy, like org.pytorch.Tensor.shape()). */
+        public long[] shape() {
+            return shape.clone();
+        }
+
+        /** Number of elements; throws when it does not fit a Java array. */
+        public int numel() {
+            long n = 1;
+            for (long d : shape) {
+                n *= d;
+                if (n > Integer.MAX_VALUE) throw new IllegalArgumentException(name + ": shape too large for one array");
+            }
+            return (int) n;
+        }
+    }
+
     public static final class FileEntry {
         public final String role, file, format, sha256;
         public final long bytes;
+        /** Input / output specs (empty for files that are not models: vocab, ops). */
+        public final List<TensorSpec> inputs, outputs;
 
         FileEntry(Map<String, Object> f) {
             role = Json.str(Json.req(f, "role", "files[]"), "files[].role");
@@ -118,6 +164,26 @@ public final class Manifest {
             if (file.contains("/") || file.contains("\\") || file.equals("..") || file.isEmpty())
                 throw new IllegalArgumentException("files[].file must be a plain file name: '" + file + "'");
             if (!sha256.matches("[0-9a-f]{64}")) throw new IllegalArgumentException("files[].sha256 of " + file + " is not 64 hex digits");
+            inputs = specs(f, "inputs");
+            outputs = specs(f, "outputs");
+            if (isModel() && inputs.isEmpty())
+                throw new IllegalArgumentException("files[] " + file + " (" + format + "): no inputs spec (reconvert with this kit)");
+        }
+
+        private List<TensorSpec> specs(Map<String, Object> f, String key) {
+            if (!f.containsKey(key)) return Collections.emptyList();
+            List<TensorSpec> l = new ArrayList<>();
+            List<Object> raw = Json.arr(f.get(key), file + "." + key);
+            for (int i = 0; i < raw.size(); i++) {
+                String what = file + "." + key + "[" + i + "]";
+                l.add(new TensorSpec(Json.obj(raw.get(i), what), what));
+            }
+            return Collections.unmodifiableList(l);
+        }
+
+        /** A TorchScript file ({@code lite} .ptl or {@code torchscript} .pt). */
+        public boolean isModel() {
+            return format.equals("lite") || format.equals("torchscript");
         }
     }
 
@@ -132,8 +198,13 @@ public final class Manifest {
         Map<String, Object> model = m.containsKey("model") ? Json.obj(m.get("model"), "model") : Collections.<String, Object>emptyMap();
         modelName = model.containsKey("name") ? Json.str(model.get("name"), "model.name") : null;
         embedDim = model.get("embed_dim") instanceof Long ? (Long) model.get("embed_dim") : null;
-        target = m.containsKey("target") ? Json.str(m.get("target"), "target") : null;
-        engine = m.containsKey("engine") ? Json.str(m.get("engine"), "engine") : null;
+        target = Json.str(Json.req(m, "target", "manifest"), "target");
+        engine = Json.str(Json.req(m, "engine", "manifest"), "engine");
+        if (!TARGET.equals(target) || !ENGINE.equals(engine))
+            throw new IllegalArgumentException("these artifacts were converted with --target " + target + " (engine " + engine + ")"
+                    + ("fbgemm".equals(engine) ? ": their int8 weights are packed for x86 (fbgemm)" : "")
+                    + "; the phone runs --target " + TARGET + " (engine " + ENGINE + "): reconvert with "
+                    + "`python -m convert --target android --install-to android_demo`");
         Map<String, Object> versions = m.containsKey("versions") ? Json.obj(m.get("versions"), "versions") : Collections.<String, Object>emptyMap();
         bytecodeVersion = versions.get("bytecode") instanceof Long ? (int) (long) (Long) versions.get("bytecode") : -1;
         preprocess = new Preprocess(Json.obj(Json.req(m, "preprocess", "manifest"), "preprocess"));

@@ -48,6 +48,55 @@ public class ManifestTest {
         assertNull(m.file("nope"));
         ImagePreprocessor p = new ImagePreprocessor(m.preprocess);
         assertEquals(3 * 64 * 64, p.process(new int[17 * 9], 17, 9).length);
+        assertEquals("android", m.target);
+    }
+
+    @Test
+    public void parsesInputAndOutputSpecs() throws Exception {
+        Manifest m = Manifest.parse(sample());
+        Manifest.FileEntry img = m.requireFile("image_encoder");
+        assertEquals(1, img.inputs.size());
+        assertEquals("image", img.inputs.get(0).name);
+        assertEquals("float32", img.inputs.get(0).dtype);
+        assertArrayEquals(new long[]{1, 3, 64, 64}, img.inputs.get(0).shape());
+        assertEquals(3 * 64 * 64, img.inputs.get(0).numel());
+        assertEquals("embedding", img.outputs.get(0).name);
+        assertArrayEquals(new long[]{1, 64}, img.outputs.get(0).shape());
+        Manifest.FileEntry text = m.requireFile("text_encoder");
+        assertEquals("int64", text.inputs.get(0).dtype);
+        assertArrayEquals(new long[]{1, 32}, text.inputs.get(0).shape());
+        assertArrayEquals(new long[]{1, 3}, m.requireFile("zero_shot_head").outputs.get(0).shape());
+        // shape() is a copy
+        img.inputs.get(0).shape()[0] = 7;
+        assertEquals(1, img.inputs.get(0).shape()[0]);
+        // files that are not models carry no specs
+        assertTrue(m.requireFile("vocab").inputs.isEmpty());
+        assertTrue(m.requireFile("ops").outputs.isEmpty());
+        assertFalse(m.requireFile("vocab").isModel());
+        assertTrue(img.isModel());
+    }
+
+    @Test
+    public void refusesArtifactsForAnotherTarget() throws Exception {
+        String s = sample();
+        String x86 = s.replace("\"target\": \"android\"", "\"target\": \"x86\"").replace("\"engine\": \"qnnpack\"", "\"engine\": \"fbgemm\"");
+        assertTrue("test setup: replacement applied", !x86.equals(s));
+        try {
+            Manifest.parse(x86);
+            fail("accepted an x86 manifest");
+        } catch (IllegalArgumentException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("--target x86 (engine fbgemm)"));
+            assertTrue(e.getMessage(), e.getMessage().contains("packed for x86"));
+            assertTrue(e.getMessage(), e.getMessage().contains("reconvert with `python -m convert --target android"));
+        }
+        // an android conversion with the engine overridden to fbgemm is refused as well
+        String engine = s.replaceFirst("\"engine\": \"qnnpack\"", "\"engine\": \"fbgemm\"");
+        try {
+            Manifest.parse(engine);
+            fail("accepted an fbgemm manifest");
+        } catch (IllegalArgumentException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("--target android (engine fbgemm)"));
+        }
     }
 
     @Test
@@ -83,6 +132,13 @@ public class ManifestTest {
             s.replace("\"file\": \"image_encoder.ptl\"", "\"file\": \"../image_encoder.ptl\""),
             s.replace("\"context_length\": 32", "\"context_length\": \"32\""),
             s.replace("\"image_size\": [64, 64]", "\"image_size\": [64]"),
+            s.replace("  \"target\": \"android\",\n", ""),
+            s.replace("  \"engine\": \"qnnpack\",\n", ""),
+            s.replace("\"dtype\": \"int64\"", "\"dtype\": \"float16\""),
+            s.replace("\"shape\": [1, 32]", "\"shape\": [1, -32]"),
+            s.replace("\"shape\": [1, 32]", "\"shape\": [1, 32.0]"),
+            s.replace("\"inputs\": [{\"name\": \"image\", \"shape\": [1, 3, 64, 64], \"dtype\": \"float32\"}],", ""),
+            s.replace("{\"name\": \"tokens\", ", "{"),
         };
         for (String b : bad) {
             assertTrue("test setup: replacement applied", !b.equals(s));

@@ -1,0 +1,83 @@
+"""The peer the kit is compared with: ONNX Runtime's dynamic int8 of the same fp32 towers.
+
+A fair peer runs with the same thread count and the same waiting policy as the torch variants: with
+``OMP_WAIT_POLICY=PASSIVE`` ONNX Runtime's own intra-op threads must not spin either (measured here under
+load: ORT's text tower went bimodal, 13 ms vs 45 ms, with spinning on, while PASSIVE torch did not). The
+session options used are recorded in the report.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from convert.errors import KitError
+
+ONNX_EXPORT = "torch.onnx.export(dynamo=False, opset 17) of the fp32 towers + onnxruntime.quantization.quantize_dynamic(QInt8)"
+
+
+def ort_session(path: str, threads: int):
+    """An ONNX Runtime CPU session with the torch variants' threads and waiting policy; returns
+    ``(session, options as a dict)``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return session, {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "allow_spinning": spinning,
+                     "graph_optimization_level": str(opts.graph_optimization_level), "onnxruntime": ort.__version__,
+                     "providers": session.get_providers()}
+
+
+def require_onnxruntime() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise KitError(f"--onnx needs onnx and onnxruntime ({exc.name} is not installed); "
+                       "pip install 'clip-mobile-kit[onnx]' (onnx onnxruntime onnxscript)") from None
+
+
+def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], out_dir: Path
+                ) -> dict[str, tuple[Path, int]]:
+    """fp32 towers of ``loaded`` (the reference model, structured as the recipe ``quant``) -> ONNX
+    (TorchScript-based exporter) -> ``quantize_dynamic`` QInt8. Returns role -> (path, bytes)."""
+    require_onnxruntime()
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from convert.head import ZeroShotHead
+    from convert.towers import build_towers
+
+    shapes = {e["role"]: e["inputs"] for e in manifest["files"] if e.get("format") == "lite"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    for role in roles:
+        if role == "image_encoder":
+            module = build_towers(loaded.model, quant, (role,), quantize=False).modules[role]
+            x = torch.randn(shapes[role][0]["shape"])
+        elif role == "text_encoder":
+            # Full length: the ONNX export is traced, so a truncating tower would bake one length in.
+            module = build_towers(loaded.model, quant, (role,), truncate_text=False, quantize=False).modules[role]
+            x = torch.zeros(shapes[role][0]["shape"], dtype=torch.int64)
+            x[0, :3] = torch.tensor([49406, 320, 49407])
+        else:
+            d = shapes[role][0]["shape"][-1]
+            classes = len((manifest.get("zero_shot") or {}).get("labels") or [1])
+            module = ZeroShotHead(torch.nn.functional.normalize(torch.randn(classes, d), dim=-1), 100.0)
+            x = torch.randn(shapes[role][0]["shape"])
+        fp32 = out_dir / f"{role}.fp32.onnx"
+        int8 = out_dir / f"{role}.int8.onnx"
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), (x,), str(fp32), dynamo=False, opset_version=17,
+                              input_names=[shapes[role][0]["name"]], output_names=["output"])
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        result[role] = (int8, int8.stat().st_size)
+    return result
+
+

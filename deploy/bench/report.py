@@ -1,0 +1,213 @@
+"""The benchmark report (schema ``clip-mobile-kit-bench`` v1, docs/formats.md): validation, reading,
+diagnosis notes, rich/markdown tables and bar charts. The Android app's core writes the same schema."""
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "clip-mobile-kit-bench"
+SCHEMA_VERSION = 1
+VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite", "onnx-int8")
+ROLES = ("image_encoder", "text_encoder", "zero_shot_head")
+
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Latency / size / load ratios to the fp32 eager row of the same role, threads and OMP policy."""
+    base = {(r["role"], r["threads"], r.get("omp_wait_policy")): r for r in results if r["variant"] == "eager-fp32"}
+    for r in results:
+        ref = base.get((r["role"], r["threads"], r.get("omp_wait_policy")))
+        if ref is not None and ref["steady_ms"]["median"] > 0:
+            r["latency_ratio_to_eager_fp32"] = round(r["steady_ms"]["median"] / ref["steady_ms"]["median"], 4)
+            r["size_ratio_to_eager_fp32"] = round(r["size_bytes"] / ref["size_bytes"], 4) if ref["size_bytes"] else None
+        above = r.get("peak_rss_above_baseline_bytes")
+        if above is not None and r.get("size_bytes"):
+            r["rss_above_baseline_to_size"] = round(above / r["size_bytes"], 3)
+
+
+def diagnose(report: dict[str, Any]) -> list[str]:
+    """Facts worth a line under the table (measured, not assumed)."""
+    notes = []
+    results = report["results"]
+    by = {}
+    for r in results:
+        by.setdefault((r["role"], r["variant"], r["engine"], r["threads"]), {})[r.get("omp_wait_policy")] = r
+    for (role, variant, engine, threads), per_omp in sorted(by.items(), key=lambda kv: str(kv[0])):
+        if len(per_omp) > 1 and "PASSIVE" in per_omp:
+            other = [k for k in per_omp if k != "PASSIVE"]
+            for k in other:
+                a, p = per_omp[k]["steady_ms"]["median"], per_omp["PASSIVE"]["steady_ms"]["median"]
+                if p > 0 and a / p > 1.5:
+                    notes.append(f"{role} {variant} ({engine or 'fp32'}, {threads} threads): OMP_WAIT_POLICY={k or 'unset'} "
+                                 f"{a:.1f} ms vs PASSIVE {p:.1f} ms ({a / p:.1f}x)")
+    for r in results:
+        if r["variant"] == "jit" and r["steady_ms"]["median"] > 0 and r["first_ms"] > 3 * r["steady_ms"]["median"]:
+            warm = [w[0] for w in r.get("warmup_ms") or [] if w]
+            second = f", second call {statistics.median(warm):.1f} ms" if warm else ""
+            notes.append(f"{r['role']} jit ({r['engine']}, {r['threads']} threads): first call {r['first_ms']:.1f} ms"
+                         f"{second} vs steady {r['steady_ms']['median']:.1f} ms (profiling executor)")
+    env = report["environment"]
+    if report.get("target") == "android" and env.get("host") in ("x86_64", "AMD64") and not any(
+            r.get("omp_wait_policy") == "PASSIVE" for r in results):
+        notes.append("android (XNNPACK-optimized) artifacts on x86 with OpenMP threads spinning: measure with "
+                     "--omp-wait-policy PASSIVE default to see the difference")
+    la0, la1 = env.get("load_average_start"), env.get("load_average_end")
+    if la1 and env.get("cpu_count") and max(la0[0], la1[0]) > 0.5 * env["cpu_count"] + 0.5:
+        notes.append(f"machine was busy (1-min load average {la0[0]:.2f} -> {la1[0]:.2f} on {env['cpu_count']} CPUs): "
+                     "absolute times are inflated; the interleaved ratios are the robust figures")
+    return notes
+
+
+def _mib(n: int | None) -> str:
+    return "" if n is None else f"{n / 2**20:.2f}"
+
+
+def _f(v: float | None, digits: int = 1) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+COLUMNS = ("role", "variant", "engine", "thr", "OMP", "size MiB", "x size", "load ms", "first ms",
+           "median ms", "p90 ms", "x fp32", "RSS+ MiB", "RSS+/size")
+
+
+def rows(report: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for r in report["results"]:
+        out.append([
+            r["role"], r["variant"], r.get("engine") or "-", str(r.get("threads", "")),
+            str(r.get("omp_wait_policy") or "unset"), _mib(r.get("size_bytes")),
+            _f(r.get("size_ratio_to_eager_fp32"), 3), _f((r.get("load_ms") or {}).get("median")),
+            _f(r.get("first_ms")), _f((r.get("steady_ms") or {}).get("median"), 2),
+            _f((r.get("steady_ms") or {}).get("p90"), 2), _f(r.get("latency_ratio_to_eager_fp32"), 3),
+            _mib(r.get("peak_rss_above_baseline_bytes")), _f(r.get("rss_above_baseline_to_size"), 2),
+        ])
+    return out
+
+
+def env_line(env: dict[str, Any]) -> str:
+    return (f"{env.get('host')} {env.get('device')}; torch {env.get('torch')}; threads {env.get('threads_measured', env.get('threads'))}; "
+            f"engine {env.get('engines_measured', env.get('engine'))}; OMP_WAIT_POLICY {env.get('omp_wait_policies_measured', env.get('omp_wait_policy'))}; "
+            f"CPU flags {' '.join(env.get('cpu_flags') or []) or '-'}"
+            + (f"; load avg {env['load_average_start'][0]:.2f} -> {env['load_average_end'][0]:.2f}"
+               if env.get("load_average_start") and env.get("load_average_end") else ""))
+
+
+def render_table(report: dict[str, Any], console, title: str | None = None) -> None:
+    from rich.table import Table
+
+    model = (report.get("model") or {}).get("name") if isinstance(report.get("model"), dict) else None
+    table = Table(title=title or f"{model or 'artifacts'} ({report.get('target') or report['environment'].get('host')})",
+                  caption=env_line(report["environment"]))
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("role", "variant", "engine", "OMP") else "right")
+    for row in rows(report):
+        table.add_row(*row)
+    console.print(table)
+    for note in report.get("notes") or []:
+        console.print(f"- {note}")
+
+
+def to_markdown(reports: list[dict[str, Any]]) -> str:
+    parts = []
+    for report in reports:
+        model = report.get("model") or {}
+        parts.append(f"## {model.get('name', 'benchmark')} ({report.get('target') or report['environment'].get('host')}), "
+                     f"{report.get('created_utc', '')}\n")
+        parts.append(f"Environment: {env_line(report['environment'])}\n")
+        if report.get("command"):
+            parts.append(f"Command: `{report['command']}`\n")
+        s = report.get("settings")
+        if s:
+            parts.append(f"Settings: {s['repeats']} fresh processes per configuration (interleaved), {s['warmup']} warm-up "
+                         f"+ {s['iters']} timed calls each. Ratios are to fp32 eager, same threads and OMP policy.\n")
+        parts.append("| " + " | ".join(COLUMNS) + " |")
+        parts.append("|" + "|".join("---" if c in ("role", "variant", "engine", "OMP") else "---:" for c in COLUMNS) + "|")
+        for row in rows(report):
+            parts.append("| " + " | ".join(row) + " |")
+        notes = report.get("notes") or []
+        if notes:
+            parts.append("")
+            parts.extend(f"- {n}" for n in notes)
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def plot(reports: list[dict[str, Any]], path: Path) -> None:
+    from convert.errors import KitError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise KitError("--plot needs matplotlib (pip install 'clip-mobile-kit[plots]')") from None
+    results = [r for rep in reports for r in rep["results"]]
+    roles = [r for r in ROLES if any(x["role"] == r for x in results)]
+    fig, axes = plt.subplots(len(roles), 2, figsize=(13, 3.2 * len(roles)), squeeze=False)
+    for i, role in enumerate(roles):
+        rs = [r for r in results if r["role"] == role]
+        sizes = {}
+        for r in rs:
+            sizes.setdefault(f"{r['variant']}" + (f"\n{r['engine']}" if r.get("engine") else ""), r["size_bytes"])
+        ax = axes[i][0]
+        ax.barh(list(sizes), [v / 2**20 for v in sizes.values()], color="tab:blue")
+        ax.set_title(f"{role}: size (MiB)")
+        ax.invert_yaxis()
+        ax = axes[i][1]
+        labels = [f"{r['variant']} {r.get('engine') or ''} {r['threads']}t {r.get('omp_wait_policy') or ''}".strip() for r in rs]
+        med = [r["steady_ms"]["median"] for r in rs]
+        p90 = [r["steady_ms"]["p90"] - r["steady_ms"]["median"] for r in rs]
+        ax.barh(labels, med, xerr=[[0] * len(p90), p90], color="tab:orange")
+        ax.set_title(f"{role}: steady latency (ms, median, bar to p90)")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(env_line(reports[0]["environment"])[:160], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
+    from convert.errors import ArtifactError
+
+    reports = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{p}: cannot be read as JSON ({exc})") from None
+        if data.get("schema") != SCHEMA:
+            raise ArtifactError(f"{p}: not a {SCHEMA} report (schema={data.get('schema')!r})")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ArtifactError(f"{p}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}")
+        for r in data.get("results", []):
+            for key in ("role", "variant", "size_bytes", "load_ms", "first_ms", "steady_ms"):
+                if key not in r:
+                    raise ArtifactError(f"{p}: a result lacks {key!r}")
+        add_ratios(data["results"])
+        reports.append(data)
+    return reports
+
+
+def validate_report(report: dict[str, Any]) -> None:
+    """Raise ValueError unless ``report`` follows the v1 schema of docs/formats.md (extra fields allowed)."""
+    for key in ("schema", "schema_version", "created_utc", "environment", "results"):
+        if key not in report:
+            raise ValueError(f"missing {key}")
+    if report["schema"] != SCHEMA or report["schema_version"] != SCHEMA_VERSION:
+        raise ValueError("wrong schema")
+    for key in ("host", "device", "torch", "threads", "engine", "omp_wait_policy", "cpu_flags"):
+        if key not in report["environment"]:
+            raise ValueError(f"environment lacks {key}")
+    for r in report["results"]:
+        for key in ("role", "variant", "file", "threads", "engine", "size_bytes", "load_ms", "first_ms",
+                    "steady_ms", "peak_rss_bytes"):
+            if key not in r:
+                raise ValueError(f"result lacks {key}")
+        if r["variant"] not in VARIANTS:
+            raise ValueError(f"unknown variant {r['variant']}")
+        for key in ("load_ms", "steady_ms"):
+            if set(r[key]) < {"median", "p90", "samples"}:
+                raise ValueError(f"{key} lacks median/p90/samples")

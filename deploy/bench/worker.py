@@ -1,0 +1,151 @@
+"""The bench worker: one configuration measured in a fresh process; prints one JSON line.
+
+Imports only the standard library at module level: the OpenMP environment must be set before torch
+starts, and rich/numpy/open_clip must not count in the worker's memory baseline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+# Token ids of "a photo of a dog." in open_clip's CLIP BPE (between sot and eot); any ids time the same.
+SAMPLE_TOKENS = (320, 1125, 539, 320, 1929, 269)
+
+
+def _rss_now() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+
+def _rss_peak() -> int:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def _make_inputs(spec: dict[str, Any], torch):
+    gen = torch.Generator().manual_seed(0)
+    inputs = []
+    for item in spec["inputs"]:
+        shape = list(item["shape"])
+        if item["dtype"] == "int64":
+            tokens = torch.zeros(shape, dtype=torch.int64)
+            ids = [spec["sot"], *SAMPLE_TOKENS, spec["eot"]][: shape[-1]]
+            tokens[..., : len(ids)] = torch.tensor(ids)
+            inputs.append(tokens)
+        else:
+            inputs.append(torch.randn(shape, generator=gen))
+    return inputs
+
+
+def _build_eager(spec: dict[str, Any], torch):
+    """The eager model rebuilt from the reference config; returns a callable taking the input tensors."""
+    import dataclasses
+
+    from convert import build_config
+    from convert.head import ZeroShotHead
+    from convert.load import load_model
+    from convert.towers import build_towers
+
+    role, variant = spec["role"], spec["variant"]
+    if role == "zero_shot_head":
+        # The head is fp32 in every variant; a [C, D] matmul times the same whatever its values.
+        classes, dim = spec["head_shape"]
+        weight = torch.nn.functional.normalize(torch.randn(classes, dim), dim=-1)
+        return ZeroShotHead(weight, spec.get("logit_scale") or 100.0).eval()
+    config = build_config(**spec["config"])
+    model = load_model(config).model
+    if variant == "eager-fp32":
+        return model.encode_image if role == "image_encoder" else model.encode_text
+    quant = dataclasses.replace(config.quant, engine=spec["engine"])
+    tower = build_towers(model, quant, (role,), truncate_text=config.truncate_text).modules[role]
+    del model
+    return tower
+
+
+def worker_main(argv: Sequence[str] | None = None) -> None:
+    """Fresh-process measurement of one configuration; prints one JSON line on stdout."""
+    spec = json.loads((argv or sys.argv[1:])[0])
+    t_import = time.perf_counter_ns()
+    import torch
+
+    variant = spec["variant"]
+    if variant.startswith("eager"):
+        import open_clip  # noqa: F401 - library code, counted in the baseline like torch itself
+
+        import convert.load  # noqa: F401
+        import convert.towers  # noqa: F401
+    if variant.startswith("onnx"):
+        from deploy.bench.peers import ort_session
+    import_ms = _ms(time.perf_counter_ns() - t_import)
+    torch.set_num_threads(spec["threads"])
+    if spec.get("engine"):
+        torch.backends.quantized.engine = spec["engine"]
+    inputs = _make_inputs(spec, torch)
+    baseline = _rss_now()
+
+    t0 = time.perf_counter_ns()
+    if variant in ("eager-fp32", "eager-int8"):
+        module = _build_eager(spec, torch)
+        fn = module
+    elif variant == "jit":
+        module = torch.jit.load(spec["path"], map_location="cpu")
+        fn = module
+    elif variant == "lite":
+        from torch.jit.mobile import _load_for_lite_interpreter
+
+        module = _load_for_lite_interpreter(spec["path"])
+        fn = module
+    elif variant.startswith("onnx"):
+        session, session_options = ort_session(spec["path"], spec["threads"])
+        names = [i.name for i in session.get_inputs()]
+        arrays = {n: t.numpy() for n, t in zip(names, inputs)}
+
+        def fn(*_):
+            return session.run(None, arrays)
+    else:
+        raise SystemExit(f"unknown variant {variant}")
+    load_ms = _ms(time.perf_counter_ns() - t0)
+
+    with torch.no_grad():
+        t0 = time.perf_counter_ns()
+        fn(*inputs)
+        first_ms = _ms(time.perf_counter_ns() - t0)
+        warmup = []
+        for _ in range(spec["warmup"]):
+            t0 = time.perf_counter_ns()
+            fn(*inputs)
+            warmup.append(_ms(time.perf_counter_ns() - t0))
+        steady = []
+        for _ in range(spec["iters"]):
+            t0 = time.perf_counter_ns()
+            fn(*inputs)
+            steady.append(_ms(time.perf_counter_ns() - t0))
+    peak = _rss_peak()
+    print(json.dumps({"import_ms": import_ms, "load_ms": load_ms, "first_ms": first_ms, "warmup_ms": warmup,
+                      "steady_ms": steady, "rss_baseline_bytes": baseline, "peak_rss_bytes": peak,
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                      "num_threads": torch.get_num_threads(),
+                      "engine": torch.backends.quantized.engine,
+                      "session_options": session_options if variant.startswith("onnx") else None}))
