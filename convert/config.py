@@ -110,6 +110,8 @@ class ConvertConfig:
     install_to: str | None = None
     pack: str | None = None
     truncate_text: bool = False
+    # The recipe the config was built from (a built-in name or a file's stem); names the default --out.
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         _choice("target", self.target, TARGETS)
@@ -131,7 +133,14 @@ class ConvertConfig:
                 "use one of them"
             )
         if self.pretrained == "builtin" and self.model != BUILTIN_MODEL and self.checkpoint is None:
-            object.__setattr__(self, "pretrained", "none")
+            # Weights are always a decision: converting random weights by accident looks like success.
+            raise ConfigError(f"model={self.model!r} needs its weights named: --pretrained TAG "
+                              f"({pretrained_choices(self.model)}), --pretrained none (seeded random weights) "
+                              "or --checkpoint FILE")
+        if self.pretrained == "builtin" and self.model == BUILTIN_MODEL and self.checkpoint is None:
+            pass  # the trained tiny checkpoint that ships in assets/
+        elif self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ConfigError(f"pretrained={self.pretrained!r} must be an open_clip pretrained tag or 'none'")
         if self.checkpoint is not None:
             object.__setattr__(self, "pretrained", None)
         for name in ("keep_fp32", "per_tensor"):
@@ -176,9 +185,11 @@ class ConvertConfig:
 
     @property
     def out_dir(self) -> Path:
+        """``--out``, else ``out/<model>-<recipe>`` (``out/<model>-<target>`` without a recipe), so that two
+        recipes never share a default folder."""
         if self.out:
             return Path(self.out)
-        return Path("out") / f"{self.model.replace('/', '_')}-{self.target}"
+        return Path("out") / f"{self.model.replace('/', '_').replace(':', '_')}-{self.recipe or self.target}"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -189,6 +200,20 @@ class ConvertConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(ConvertConfig))
+RECIPE_KEYS = tuple(name for name in FIELD_NAMES if name != "recipe")
+
+
+def pretrained_choices(model: str) -> str:
+    """The pretrained tags open_clip knows for ``model`` (imports open_clip: only on the error path)."""
+    try:
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(model)
+    except Exception:  # noqa: BLE001 - an unknown model is reported by the loader with its own message
+        tags = []
+    if not tags:
+        return "open_clip has none for this model"
+    return ", ".join(tags[:8]) + (f", ... {len(tags) - 8} more" if len(tags) > 8 else "")
 
 
 def validate_labels(labels: tuple[str, ...] | list[str], source: str) -> tuple[str, ...]:
@@ -264,9 +289,9 @@ def normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         name = str(key).replace("-", "_")
         if name == "description":
             continue
-        if name not in FIELD_NAMES:
+        if name not in RECIPE_KEYS:
             raise ConfigError(
-                f"{source}: unknown key {key!r}{close_matches(name, FIELD_NAMES)}"
+                f"{source}: unknown key {key!r}{close_matches(name, RECIPE_KEYS)}"
             )
         out[name] = value
     if isinstance(out.get("labels"), str):
@@ -277,7 +302,11 @@ def normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 def build_config(recipe: str | None = None, **overrides: Any) -> ConvertConfig:
     """Recipe values, then the overrides that are not None, into a validated ConvertConfig."""
     values: dict[str, Any] = load_recipe(recipe) if recipe else {}
-    values.update(normalise_keys({k: v for k, v in overrides.items() if v is not None}, "options"))
+    values.update(normalise_keys({k: v for k, v in overrides.items() if v is not None and k != "recipe"}, "options"))
+    if recipe:
+        values["recipe"] = resolve_recipe_path(recipe).stem
+    elif overrides.get("recipe"):
+        values["recipe"] = overrides["recipe"]
     try:
         return ConvertConfig(**values)
     except TypeError as exc:  # a recipe value of the wrong shape

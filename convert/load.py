@@ -186,7 +186,7 @@ def _probe_embed_dim(model: torch.nn.Module, tokenizer: dict[str, Any]) -> int:
 
 
 # Fields of a recorded ConvertConfig that say where the output went, not which model it was.
-_OUTPUT_FIELDS = ("out", "force", "install_to", "also_pt", "labels", "bytecode_version")
+_OUTPUT_FIELDS = ("out", "force", "install_to", "also_pt", "labels", "bytecode_version", "recipe")
 
 
 def reference_config(manifest: dict[str, Any], checkpoint: str | None = None) -> ConvertConfig:

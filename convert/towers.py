@@ -19,7 +19,7 @@ from .attention import unfold_attention
 from .config import QuantConfig
 from .errors import ModelError
 from .packing import defer_packing
-from .quantize import QuantReport, quantize_tower
+from .quantize import QuantReport, check_patterns, quantize_tower
 
 ENCODER_ROLES = ("image_encoder", "text_encoder")
 
@@ -240,6 +240,9 @@ def build_towers(model: nn.Module, quant: QuantConfig, roles: tuple[str, ...] = 
     towers = Towers(fp32=fp32, modules=dict(fp32))
     if not quantize:
         return towers
+    if set(roles) == set(ENCODER_ROLES):  # patterns may name either tower: check them against both
+        check_patterns(quant, [f"{role}.{name}" for role, tower in fp32.items() for name, _ in tower.named_modules()
+                               if name])
     for role, tower in fp32.items():
         if (quant.image if role == "image_encoder" else quant.text):
             towers.modules[role], towers.reports[role] = quantize_tower(tower, quant, role)

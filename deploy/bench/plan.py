@@ -336,7 +336,7 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
             onnx = export_onnx(manifest, loaded, config.quant, settings.roles, tmp)
         del loaded  # the workers rebuild their own; the parent should not hold ~600 MB while they run
         cases = plan(settings, verified, sizes, onnx)
-        worker_config = dict(config.to_dict(), out=None, install_to=None) if config else None
+        worker_config = dict(config.to_dict(), out=None, install_to=None, recipe=None) if config else None
         samples: dict[tuple, list[dict[str, Any]]] = {c.key: [] for c in cases}
         task = progress.add_task("benchmarking", total=len(cases) * settings.repeats) if progress else None
         for rep in range(settings.repeats):
