@@ -28,7 +28,6 @@ Differences from open_clip's own eval transform (which resizes first and convert
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,11 +202,6 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return img
 
 
-def load_tensor(path: str | Path, block: dict[str, Any], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """One file -> ``[3, H, W]`` float32 per the manifest's preprocess block."""
-    return Preprocessor(block)(open_image(path, max_pixels))
-
-
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     """Image files below ``folder`` (by suffix), sorted."""
     folder = Path(folder)
@@ -215,8 +209,3 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
         raise ImageError(f"image folder {folder} does not exist or is not a directory")
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def batch(images: Sequence[Image.Image], block: dict[str, Any]) -> torch.Tensor:
-    pre = Preprocessor(block)
-    return torch.stack([pre(img) for img in images])

@@ -151,3 +151,29 @@ def test_tokenizer_matches_open_clip_and_truncates(art):
     assert tokens.shape == (4, 32)
     assert truncated == [False, False, False, True]
     assert int(tokens[3, -1]) == a.tokenizer["eot_token_id"]
+
+
+def test_x86_artifacts_are_refused_on_an_arm64_host(convert_tiny, monkeypatch):
+    """Shipping fbgemm (x86) weights to a phone is the classic wrong-file mistake: an arm64 host refuses them."""
+    import platform
+
+    x86 = convert_tiny(target="x86").out_dir
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(ArtifactError, match=r"needs --target android artifacts; these were converted with --target x86"):
+        load_artifacts(x86)
+    load_artifacts(convert_tiny().out_dir)  # android artifacts load there
+
+
+def test_android_and_x86_files_mixed_in_one_directory_are_refused(convert_tiny, tmp_path):
+    android = copy_artifacts(convert_tiny().out_dir, tmp_path / "a")
+    x86_text = convert_tiny(target="x86").out_dir / "text_encoder.ptl"
+    (android / "text_encoder.ptl").write_bytes(x86_text.read_bytes())
+
+    def relist(m):  # the manifest updated to the new file's size and hash: only the embedded metadata differs
+        entry = next(e for e in m["files"] if e["file"] == "text_encoder.ptl")
+        entry["bytes"] = x86_text.stat().st_size
+        entry["sha256"] = hashlib.sha256(x86_text.read_bytes()).hexdigest()
+
+    edit_manifest(android, relist)
+    with pytest.raises(ArtifactError, match=r"text_encoder\.ptl was converted for target 'x86'.*mixed"):
+        load_artifacts(android)

@@ -28,19 +28,14 @@ public class ClassifyActivity extends Activity {
     @Override
     protected void onCreate(Bundle savedInstanceState) {
         super.onCreate(savedInstanceState);
-        LinearLayout root = new LinearLayout(this);
-        root.setOrientation(LinearLayout.VERTICAL);
-        root.setPadding(32, 32, 32, 32);
-        Button pick = new Button(this);
-        pick.setText("Pick an image");
-        pick.setOnClickListener(v -> {
+        LinearLayout root = UiTask.column(this);
+        Button pick = UiTask.button(this, "Pick an image", v -> {
             Intent i = new Intent(Intent.ACTION_GET_CONTENT);
             i.setType("image/*");
             startActivityForResult(i, PICK);
         });
-        Button camera = new Button(this);
-        camera.setText("Camera");
-        camera.setOnClickListener(v -> startActivityForResult(new Intent("android.media.action.IMAGE_CAPTURE"), CAMERA));
+        Button camera = UiTask.button(this, "Camera",
+                v -> startActivityForResult(new Intent("android.media.action.IMAGE_CAPTURE"), CAMERA));
         image = new ImageView(this);
         image.setAdjustViewBounds(true);
         image.setMaxHeight(800);

@@ -12,9 +12,7 @@ public class MainActivity extends Activity {
     @Override
     protected void onCreate(Bundle savedInstanceState) {
         super.onCreate(savedInstanceState);
-        LinearLayout root = new LinearLayout(this);
-        root.setOrientation(LinearLayout.VERTICAL);
-        root.setPadding(32, 32, 32, 32);
+        LinearLayout root = UiTask.column(this);
         final TextView status = new TextView(this);
         status.setText("Loading manifest…");
         root.addView(status);
@@ -31,9 +29,6 @@ public class MainActivity extends Activity {
     }
 
     private Button button(String label, final Class<?> target) {
-        Button b = new Button(this);
-        b.setText(label);
-        b.setOnClickListener(v -> startActivity(new Intent(this, target)));
-        return b;
+        return UiTask.button(this, label, v -> startActivity(new Intent(this, target)));
     }
 }

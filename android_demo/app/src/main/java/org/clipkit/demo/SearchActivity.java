@@ -43,17 +43,11 @@ public class SearchActivity extends Activity {
     @Override
     protected void onCreate(Bundle savedInstanceState) {
         super.onCreate(savedInstanceState);
-        LinearLayout root = new LinearLayout(this);
-        root.setOrientation(LinearLayout.VERTICAL);
-        root.setPadding(32, 32, 32, 32);
-        Button index = new Button(this);
-        index.setText("Index pictures");
-        index.setOnClickListener(v -> ensurePermissionThenIndex());
+        LinearLayout root = UiTask.column(this);
+        Button index = UiTask.button(this, "Index pictures", v -> ensurePermissionThenIndex());
         query = new EditText(this);
         query.setHint("e.g. a dog on a beach");
-        Button search = new Button(this);
-        search.setText("Search");
-        search.setOnClickListener(v -> search(query.getText().toString()));
+        Button search = UiTask.button(this, "Search", v -> search(query.getText().toString()));
         out = new TextView(this);
         root.addView(index);
         root.addView(query);

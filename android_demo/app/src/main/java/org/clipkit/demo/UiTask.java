@@ -1,7 +1,11 @@
 package org.clipkit.demo;
 
 import android.app.Activity;
+import android.content.Context;
 import android.util.Log;
+import android.view.View;
+import android.widget.Button;
+import android.widget.LinearLayout;
 import android.widget.TextView;
 
 import java.util.Locale;
@@ -42,5 +46,21 @@ final class UiTask {
         activity.runOnUiThread(() -> {
             if (!activity.isFinishing()) target.setText(text);
         });
+    }
+
+    /** The screens' layout: one padded vertical column. */
+    static LinearLayout column(Context context) {
+        LinearLayout root = new LinearLayout(context);
+        root.setOrientation(LinearLayout.VERTICAL);
+        root.setPadding(32, 32, 32, 32);
+        return root;
+    }
+
+    /** A labelled button that calls {@code onClick}. */
+    static Button button(Context context, String label, View.OnClickListener onClick) {
+        Button b = new Button(context);
+        b.setText(label);
+        b.setOnClickListener(onClick);
+        return b;
     }
 }
