@@ -6,6 +6,7 @@ the CLI overrides it. Built-in recipes live in ``assets/recipes`` and can be nam
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,6 +40,23 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+# What each path-like field names (in its error message).
+_PATH_FIELDS = {"out": "an output directory path", "checkpoint": "a checkpoint file path",
+                "install_to": "the android_demo project directory",
+                "templates": f"one of {', '.join(TEMPLATE_SETS)} or a templates file"}
+
+
+def _path_or_none(name: str, value: Any, valid: str) -> str | None:
+    """A path field: None, or a non-empty string / ``os.PathLike``, kept as ``str`` (the manifest records it)."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigError(f"{name}={value!r} is not valid: {valid} (a non-empty string)")
+    return value
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """What dynamic int8 quantization reaches, and how.
@@ -69,7 +87,7 @@ class QuantConfig:
             _choice(name, getattr(self, name), PRECISIONS)
         for name in ("keep_fp32", "per_tensor"):
             value = getattr(self, name)
-            if isinstance(value, str) or not all(isinstance(p, str) and p for p in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) and p for p in value):
                 raise ConfigError(f"{name}={value!r} must be a list of module-name patterns")
 
     @property
@@ -114,6 +132,21 @@ class ConvertConfig:
     recipe: str | None = None
 
     def __post_init__(self) -> None:
+        # Types first (a recipe's `force: "false"` is a true string: it once replaced a user's output).
+        for name in ("out", "checkpoint", "install_to", "templates"):
+            object.__setattr__(self, name, _path_or_none(name, getattr(self, name), _PATH_FIELDS[name]))
+        for name in ("force", "also_pt", "truncate_text"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__})")
+        if self.labels is not None and (isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple))):
+            raise ConfigError(f"labels={self.labels!r} must be a list of class names, a labels file or comma-separated names")
+        for name in ("keep_fp32", "per_tensor"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{name}={value!r} must be a list of module-name patterns")
+        if self.recipe is not None and not isinstance(self.recipe, str):
+            raise ConfigError(f"recipe={self.recipe!r} must be a recipe name")
         _choice("target", self.target, TARGETS)
         if self.engine is None:
             object.__setattr__(self, "engine", DEFAULT_ENGINE[self.target])
@@ -134,6 +167,9 @@ class ConvertConfig:
             )
         if self.pretrained == "builtin" and self.model != BUILTIN_MODEL and self.checkpoint is None:
             # Weights are always a decision: converting random weights by accident looks like success.
+            from .load import check_model_name  # an unknown model name is the first thing to say
+
+            check_model_name(self.model)
             raise ConfigError(f"model={self.model!r} needs its weights named: --pretrained TAG "
                               f"({pretrained_choices(self.model)}), --pretrained none (seeded random weights) "
                               "or --checkpoint FILE")
@@ -149,6 +185,8 @@ class ConvertConfig:
         if isinstance(self.labels, list):
             object.__setattr__(self, "labels", tuple(self.labels))
         _ = self.quant  # validates the quantization fields
+        if self.target == "android" and self.engine != "qnnpack":
+            raise ConfigError(f"engine={self.engine!r} needs target x86: android artifacts run qnnpack weights on the phone")
         if self.labels is not None:
             validate_labels(self.labels, "labels")
         if self.bytecode_version is not None and (
@@ -163,10 +201,8 @@ class ConvertConfig:
         if self.install_to is not None and self.target != "android":
             raise ConfigError(f"install_to={self.install_to!r} needs target android, not {self.target!r}: the app runs "
                               "qnnpack weights (fbgemm weights on a phone are the wrong file)")
-        if not isinstance(self.truncate_text, bool):
-            raise ConfigError(f"truncate_text={self.truncate_text!r} must be true or false")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed={self.seed!r} must be an integer")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed={self.seed!r} must be an integer from 0 to 2**63-1")
         if not isinstance(self.templates, str) or not self.templates:
             raise ConfigError(f"templates={self.templates!r} must be one of {', '.join(TEMPLATE_SETS)} or a file")
 
@@ -246,6 +282,8 @@ def read_labels(spec: str) -> tuple[str, ...]:
             raise LabelsError(f"labels file {spec}: cannot be read ({exc})") from None
         lines = [ln.strip() for ln in text.splitlines()]
         return validate_labels([ln for ln in lines if ln and not ln.startswith("#")], f"labels file {spec}")
+    if path.is_dir() and ("/" in spec or path.suffix):  # a bare word is a label, even if a folder has its name
+        raise LabelsError(f"labels file {spec} is a directory; give a file with one label per line")
     if path.suffix in (".txt", ".csv", ".lst") or "/" in spec:
         raise LabelsError(f"labels file {spec} does not exist")
     return validate_labels([s for s in (p.strip() for p in spec.split(",")) if s] or [], f"labels {spec!r}")
@@ -276,6 +314,8 @@ def load_recipe(recipe: str) -> dict[str, Any]:
         raise ConfigError(f"recipe {path}: malformed YAML{where} ({getattr(exc, 'problem', exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"recipe {path}: cannot be read ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"recipe {path}: nested too deeply (a recipe is a flat mapping of options)") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -293,6 +333,8 @@ def normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{source}: unknown key {key!r}{close_matches(name, RECIPE_KEYS)}"
             )
+        if name in out:
+            raise ConfigError(f"{source}: {name} is given twice (as {name!r} and {name.replace('_', '-')!r})")
         out[name] = value
     if isinstance(out.get("labels"), str):
         out["labels"] = read_labels(out["labels"])

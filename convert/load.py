@@ -40,7 +40,8 @@ def known_models() -> list[str]:
     return list(open_clip.list_models())
 
 
-def _check_model_name(name: str) -> None:
+def check_model_name(name: str) -> None:
+    """Raise :class:`ModelError` (with the closest names) unless open_clip knows ``name``."""
     models = known_models()
     if name not in models and not name.startswith(("hf-hub:", "local-dir:")):
         raise ModelError(f"unknown model {name!r}{close_matches(name, models)}; see open_clip.list_models()")
@@ -74,7 +75,7 @@ def load_model(config: ConvertConfig) -> LoadedModel:
     import open_clip
 
     name = config.model
-    _check_model_name(name)
+    check_model_name(name)
     pretrained: str | None = config.pretrained
     checkpoint = config.checkpoint
     if name == BUILTIN_MODEL and pretrained == "builtin" and checkpoint is None:
@@ -89,9 +90,14 @@ def load_model(config: ConvertConfig) -> LoadedModel:
         source = None if pretrained in (None, "none") else pretrained
         if source is not None:
             _check_tag(name, source)
+        where = require_pretrained_reachable(name, source) if source is not None else None
         try:
-            model = open_clip.create_model(name, pretrained=source, device="cpu")
+            with _hub_offline(where is not None and where.cached is not None):
+                model = open_clip.create_model(name, pretrained=source, device="cpu")
         except Exception as exc:  # noqa: BLE001 - hub and config errors come in many types
+            if where is not None and where.cached is None:
+                raise ModelError(f"cannot download the {source} weights of {name} from {where.host}: "
+                                 f"{one_line(exc, 160)}; {_WEIGHTS_ADVICE}") from None
             raise ModelError(f"cannot create {name} (pretrained={pretrained}): {one_line(exc)}") from None
     model.eval()
     model.float()
@@ -113,6 +119,130 @@ def load_model(config: ConvertConfig) -> LoadedModel:
         model=model, name=name, pretrained=None if checkpoint else pretrained,
         checkpoint=checkpoint, preprocess=preprocess, tokenizer=tokenizer, embed_dim=embed_dim,
     )
+
+
+# --------------------------------------------------------------------------- pretrained weights, offline
+# Offline, open_clip's download of a pretrained tag retried the hub for ~54 s (47 log lines) and then failed
+# with a message cut before its advice. The kit decides first: weights already in the local cache load with
+# the hub switched off; otherwise one TCP connection (DNS included) must open within HUB_PROBE_TIMEOUT, or
+# the conversion stops with one line saying what to do.
+HUB_PROBE_TIMEOUT = 3.0
+_TRUE = ("1", "ON", "YES", "TRUE")
+_WEIGHTS_ADVICE = ("run the same command once on a machine with network access (the weights then stay in the local "
+                   "cache), or pass --checkpoint FILE (a local state dict), or --pretrained none (seeded random "
+                   "weights)")
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where open_clip fetches a pretrained tag's weights from, and the local file if it is already cached."""
+
+    url: str
+    host: str
+    cached: str | None
+
+
+def hub_offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value, as huggingface_hub reads it."""
+    return any(os.environ.get(var, "").strip().upper() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _url_cache_dir() -> str:
+    """open_clip's cache for weights given by URL (``download_pretrained_from_url``'s default)."""
+    return os.path.expanduser("~/.cache/clip")
+
+
+def pretrained_source(name: str, tag: str) -> PretrainedSource | None:
+    """Mirror ``open_clip.pretrained.download_pretrained``'s choice (the hub when it has an entry and
+    huggingface_hub is installed, else the URL) and look for the file in the matching cache, without network.
+    None when open_clip has no download for the tag (a local ``file`` entry, or nothing)."""
+    from urllib.parse import urlsplit
+
+    from open_clip import get_pretrained_cfg
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = get_pretrained_cfg(name, tag) or {}
+    if not cfg or "file" in cfg:
+        return None
+    hub_entry = cfg.get("hf_hub", "") if oc_pretrained.has_hf_hub() else ""
+    if hub_entry:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub_entry)
+        filename = filename or oc_pretrained.HF_WEIGHTS_NAME
+        alternatives = getattr(oc_pretrained, "_get_safe_alternatives", lambda f: ())
+        for candidate in (*alternatives(filename), filename):
+            hit = try_to_load_from_cache(model_id, candidate)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return PretrainedSource(f"{constants.ENDPOINT}/{model_id}", urlsplit(constants.ENDPOINT).hostname or "", hit)
+        return PretrainedSource(f"{constants.ENDPOINT}/{model_id}", urlsplit(constants.ENDPOINT).hostname or "", None)
+    url = cfg.get("url", "")
+    if not url:
+        return None
+    target = os.path.join(_url_cache_dir(), os.path.basename(url))
+    return PretrainedSource(url, urlsplit(url).hostname or "", target if os.path.isfile(target) else None)
+
+
+def probe_host(url: str, timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """None when a TCP connection to ``url``'s host (or to the proxy the environment names for it) opens
+    within ``timeout`` seconds, name resolution included; otherwise why not, in a few words."""
+    import socket
+    import threading
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_parts.hostname or "", proxy_parts.port or 80
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host}:{port}: {exc.strerror or type(exc).__name__}")
+
+    # getaddrinfo has no timeout of its own: the thread bounds DNS and connect together.
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout + 1.0)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:.0f} s"
+
+
+def require_pretrained_reachable(name: str, tag: str) -> PretrainedSource | None:
+    """Before open_clip downloads anything: the weights are cached, or their host answers, or one
+    :class:`ModelError` line says which weights, why they cannot be fetched, and what to do."""
+    where = pretrained_source(name, tag)
+    if where is None or where.cached is not None:
+        return where
+    if hub_offline_requested():
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        why = probe_host(where.url)
+        if why is None:
+            return where
+    raise ModelError(f"the {tag} weights of {name} are not in the local cache and {where.host} cannot be reached "
+                     f"({why}); {_WEIGHTS_ADVICE}")
+
+
+@contextlib.contextmanager
+def _hub_offline(enabled: bool):
+    """huggingface_hub offline while the block runs (cached weights: no HEAD request, no retries)."""
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 @contextlib.contextmanager

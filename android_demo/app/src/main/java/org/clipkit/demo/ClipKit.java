@@ -30,7 +30,7 @@ import java.util.concurrent.Executors;
  * image size, mean/std, interpolation, resize mode, context length, clean mode, labels, logit scale.
  *
  * <p>Artifacts ship in the APK under assets/clipkit/ (installed there by
- * {@code python -m convert --target android --install-to android_demo}); on first use they are copied to
+ * {@code python -m convert --target android --out out/android_demo --force --install-to android_demo}); on first use they are copied to
  * app-private storage (filesDir/clipkit), because LiteModuleLoader.load needs a file path, and checked
  * against the manifest's sha256. All loading and inference must run off the main thread: use
  * {@link #executor()}.
@@ -89,7 +89,7 @@ public final class ClipKit {
             while ((n = in.read(buf)) > 0) o.write(buf, 0, n);
         } catch (IOException e) {
             throw new IOException("asset " + asset + " missing: install artifacts with "
-                    + "`python -m convert --target android --install-to android_demo` and rebuild", e);
+                    + "`python -m convert --target android --out out/android_demo --force --install-to android_demo` and rebuild", e);
         }
         if (!tmp.renameTo(out)) throw new IOException("cannot move " + tmp + " to " + out);
     }

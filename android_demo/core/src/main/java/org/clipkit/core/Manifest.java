@@ -204,7 +204,7 @@ public final class Manifest {
             throw new IllegalArgumentException("these artifacts were converted with --target " + target + " (engine " + engine + ")"
                     + ("fbgemm".equals(engine) ? ": their int8 weights are packed for x86 (fbgemm)" : "")
                     + "; the phone runs --target " + TARGET + " (engine " + ENGINE + "): reconvert with "
-                    + "`python -m convert --target android --install-to android_demo`");
+                    + "`python -m convert --target android --out out/android_demo --force --install-to android_demo`");
         Map<String, Object> versions = m.containsKey("versions") ? Json.obj(m.get("versions"), "versions") : Collections.<String, Object>emptyMap();
         bytecodeVersion = versions.get("bytecode") instanceof Long ? (int) (long) (Long) versions.get("bytecode") : -1;
         preprocess = new Preprocess(Json.obj(Json.req(m, "preprocess", "manifest"), "preprocess"));
