@@ -6,12 +6,15 @@ This module is the one reader of an artifact directory: ``python -m convert`` wr
 is checked (a tampered or truncated file is one :class:`ArtifactError` line, never a C++ traceback):
 
 1. ``manifest.json`` exists, is JSON, has the kit's ``format``, a supported ``format_version`` and every
-   field with the right type (:func:`validate_manifest`);
+   field with the right type, finite numbers, each file listed once, the vocabulary among the listed
+   (hash-checked) files, output widths that match ``model.embed_dim`` and the labels
+   (:func:`validate_manifest`);
 2. the torch that wrote the artifacts is the running one (``+cu``/``+cpu`` suffixes ignored);
 3. each listed file is a plain name inside the directory (no path, no symlink leaving it), has the listed
    size and the listed sha256;
-4. each model file's embedded ``clip_kit.json`` names the same role, model, target and engine as the
-   manifest, and a lite file's bytecode version is the manifest's.
+4. each model file's embedded ``clip_kit.json`` has fields of the right types (:func:`validate_metadata`),
+   names the same role, model, target and engine as the manifest, and a lite file's bytecode version is
+   the manifest's.
 
 The format is documented in ``docs/formats.md``; the C++ runner and the Android app read the same file.
 Imports no torch at module level.
@@ -19,7 +22,9 @@ Imports no torch at module level.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -81,6 +86,30 @@ def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
             raise ExportError(f"cannot save {path.name}: {message}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """:func:`atomic_write` of bytes already in memory, written with Python's checked I/O.
+
+    Why (measured on a 1-3 MiB tmpfs, torch 2.12.1): torch's C++ zip writer ignores the failed write and
+    then trips over its own position check (``c10::Error "unexpected pos 64 vs 0"``). Under
+    ``torch.jit.save``/``_save_for_lite_interpreter`` to a file name that error escapes a C++ destructor:
+    ``std::terminate``, SIGABRT (exit -6), no ``except``/``finally`` runs and the staging folder stays;
+    ``torch.save`` to a file name raises a RuntimeError that says nothing of the disk. Serialize to memory
+    first (``torch.save(obj, BytesIO)``, ``torch.jit.save(module, BytesIO)``,
+    ``module._save_to_buffer_for_lite_interpreter()``), then write with this: ENOSPC is one
+    :class:`OutputError` line and the temporary file is removed.
+    """
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def torch_save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save(obj)`` into ``path`` through memory and :func:`atomic_write_bytes` (no abort on a full disk)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -189,7 +218,10 @@ class _Check:
         return value
 
     def number(self, obj: dict, key: str, where: str) -> float:
-        return self.get(obj, key, where, (int, float), "a number")
+        value = self.get(obj, key, where, (int, float), "a finite number")
+        if not math.isfinite(value):  # json.loads reads NaN and Infinity
+            self.fail(f"{where}.{key}", value, "a finite number")
+        return value
 
     def text(self, obj: dict, key: str, where: str, *, optional: bool = False) -> str | None:
         value = self.get(obj, key, where, (str,), "a non-empty string", optional=optional)
@@ -202,7 +234,8 @@ class _Check:
 
     def numbers(self, obj: dict, key: str, where: str, n: int, kinds=(int, float)) -> list:
         value = self.get(obj, key, where, (list,), f"a list of {n} numbers")
-        if len(value) != n or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
+        if len(value) != n or not all(isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v)
+                                      for v in value):
             self.fail(f"{where}.{key}", value, f"a list of {n} {'integers' if kinds == (int,) else 'numbers'}")
         return value
 
@@ -232,6 +265,9 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
         value = c.text(manifest, key, "")
         if value not in choices:
             c.fail(key, value, " or ".join(choices))
+    if manifest["engine"] not in TARGET_ENGINES[manifest["target"]]:
+        c.fail("engine", manifest["engine"], f"{' or '.join(TARGET_ENGINES[manifest['target']])} for target "
+               f"{manifest['target']}")
     c.mapping(manifest, "config", optional=True)
     p = c.mapping(manifest, "preprocess")
     size = c.numbers(p, "image_size", "preprocess", 2, kinds=(int,))
@@ -284,8 +320,41 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
                 if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
                     c.fail(f"{where}.{key}[{j}].shape", shape, "a list of non-negative integers")
                 c.text(spec, "dtype", f"{where}.{key}[{j}]")
+    _check_file_list(c, manifest)
     c.mapping(manifest, "fidelity", optional=True)
     return manifest
+
+
+def _check_file_list(c: _Check, manifest: dict[str, Any]) -> None:
+    """Cross-checks of ``files[]``: one entry per file name and per (model role, format); the tokenizer's
+    vocabulary is a listed (hence hash-checked) file; the declared output widths agree with
+    ``model.embed_dim`` and the number of labels (a reader indexes labels by the head's logits)."""
+    names: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    for i, entry in enumerate(manifest["files"]):
+        if entry["file"] in names:
+            c.fail(f"files[{i}].file", entry["file"], "a file listed once")
+        names.add(entry["file"])
+        if entry["role"] in MODEL_ROLES:
+            if (entry["role"], entry["format"]) in pairs:
+                c.fail(f"files[{i}]", f"{entry['role']} ({entry['format']})", "one file per role and format")
+            pairs.add((entry["role"], entry["format"]))
+    vocab = manifest["tokenizer"].get("vocab_file")
+    if vocab is not None and not any(e["file"] == vocab and e["role"] == "vocab" for e in manifest["files"]):
+        c.fail("tokenizer.vocab_file", vocab, "a file listed in files[] with role vocab (so that it is hash-checked)")
+    dim = manifest["model"]["embed_dim"]
+    labels = (manifest.get("zero_shot") or {}).get("labels")
+    for i, entry in enumerate(manifest["files"]):
+        outputs = entry.get("outputs") or []
+        width = outputs[0]["shape"][-1] if outputs and outputs[0]["shape"] else None
+        if width is None:
+            continue
+        if entry["role"] in ("image_encoder", "text_encoder") and width != dim:
+            c.fail(f"files[{i}].outputs[0].shape", outputs[0]["shape"], f"[..., {dim}] (model.embed_dim)")
+        if entry["role"] == "zero_shot_head" and labels is not None and width != len(labels):
+            c.fail(f"files[{i}].outputs[0].shape", outputs[0]["shape"], f"[..., {len(labels)}] (one logit per label)")
+    if labels is None and any(e["role"] == "zero_shot_head" for e in manifest["files"]):
+        c.fail("zero_shot.labels", labels, "the head's labels (files[] lists a zero_shot_head)")
 
 
 def read_manifest(directory: str | Path, *, check_versions: bool = True) -> dict[str, Any]:
@@ -358,13 +427,40 @@ def read_metadata(path: Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
+            if name and archive.getinfo(name).file_size > _MAX_JSON_BYTES:
+                raise ArtifactError(f"{path.name}: its {EXTRA_FILE} is {archive.getinfo(name).file_size} bytes, "
+                                    f"not metadata (at most {_MAX_JSON_BYTES})")
             meta = json.loads(archive.read(name)) if name else None
+    except ArtifactError:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ArtifactError(f"{path.name} is not a readable TorchScript archive ({one_line(exc, 120)})") from None
     if meta is None:
         raise ArtifactError(f"{path.name} carries no {EXTRA_FILE}: not written by clip-mobile-kit")
     if not isinstance(meta, dict):
         raise ArtifactError(f"{path.name}: its {EXTRA_FILE} is not a JSON object")
+    return validate_metadata(meta, f"{path.name}: its {EXTRA_FILE}")
+
+
+def validate_metadata(meta: Any, source: str = EXTRA_FILE) -> dict[str, Any]:
+    """The types of the embedded metadata's fields (the Android app reads the same ones)."""
+    from .config import ENGINES, TARGETS
+
+    c = _Check(source)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{source} is not a JSON object")
+    role = c.text(meta, "role", "")
+    if role not in MODEL_ROLES:
+        c.fail("role", role, ", ".join(MODEL_ROLES))
+    model = c.mapping(meta, "model")
+    c.text(model, "name", "model")
+    c.integer(model, "embed_dim", "model", 1, optional=True)
+    for key, choices in (("target", TARGETS), ("engine", ENGINES)):
+        value = c.text(meta, key, "", optional=True)
+        if value is not None and value not in choices:
+            c.fail(key, value, " or ".join(choices))
+    for key in ("preprocess", "tokenizer", "zero_shot", "versions"):
+        c.mapping(meta, key, optional=True)
     return meta
 
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -21,11 +24,62 @@ def set_openmp_default() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def third_party_logging(verbose: bool = False):
+    """Third-party log records stay out of the output while the block runs, unless ``verbose``.
+
+    Offline, huggingface_hub logged every retry twice (its own handler, then the root handler that
+    open_clip's first ``logging.warning`` call installs): 47 lines before the one that mattered. The kit
+    reports what matters itself, as one line; ``--verbose`` shows the rest (INFO and up, on stderr).
+    """
+    root = logging.getLogger()
+    hub = logging.getLogger("huggingface_hub")
+    saved = (logging.root.manager.disable, root.level, list(root.handlers), hub.propagate, warnings.showwarning)
+    if verbose:
+        if not root.handlers:
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s: %(message)s")
+        root.setLevel(logging.INFO)
+        hub.propagate = not hub.handlers  # huggingface_hub prints through its own handler: once, not twice
+    else:
+        logging.disable(logging.CRITICAL)
+        warnings.showwarning = _show_warning  # "warning: <message>", not "/path/file.py:93: UserWarning: <message>"
+    try:
+        yield
+    finally:
+        logging.disable(saved[0])
+        root.setLevel(saved[1])
+        for handler in root.handlers[:]:
+            if handler not in saved[2]:
+                root.removeHandler(handler)
+        hub.propagate = saved[3]
+        warnings.showwarning = saved[4]
+
+
 class KitArgumentParser(argparse.ArgumentParser):
     """argparse with the kit's usage errors: one line, exit 2, pointing to this command's own help."""
 
     def error(self, message: str) -> None:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a sub-command's unknown option from the top parser ("see python -m deploy --help");
+        # the help that lists the valid options is the sub-command's own.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._command_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, KitArgumentParser):
+                    return chosen._command_parser(parsed)
+        return self
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
     p.add_argument("--wide", action="store_true", help="every column of the tables")
     return p
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"recipe", "json", "quiet", "wide", "sensitivity", "sensitivity_recipe", "sensitivity_target"}
+    skip = {"recipe", "json", "quiet", "verbose", "wide", "sensitivity", "sensitivity_recipe", "sensitivity_target"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if "labels" in opts:
         opts["labels"] = read_labels(opts["labels"])
@@ -170,6 +225,23 @@ def run_sensitivity(config, args, console, log) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception (like KeyboardInterrupt for SIGINT), so the conversion's cleanup runs."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def raise_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` (main thread only); returns the handler to restore, or None.
+    Without it SIGTERM killed the process before ``convert()`` could remove its staging folder."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminated) or signal.SIG_DFL
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
@@ -180,22 +252,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
     quiet = args.quiet or args.json
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
+    previous_sigterm = raise_on_sigterm()
     try:
-        config = build_config(args.recipe, **_options(args))
-        if args.sensitivity_target is not None and args.sensitivity is None:
-            raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
-        if args.sensitivity is not None:
-            return run_sensitivity(config, args, console, log)
-        from .pipeline import convert
+        with third_party_logging(args.verbose):
+            config = build_config(args.recipe, **_options(args))
+            if args.sensitivity_target is not None and args.sensitivity is None:
+                raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
+            if args.sensitivity is not None:
+                return run_sensitivity(config, args, console, log)
+            from .pipeline import convert
 
-        if quiet:
-            result = convert(config)
-        else:
-            with console.status("converting") as status:
-                result = convert(config, log=lambda msg: (status.update(msg), console.log(msg)))
+            if quiet:
+                result = convert(config)
+            else:
+                with console.status("converting") as status:
+                    result = convert(config, log=lambda msg: (status.update(msg), console.log(msg)))
     except KitError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
+    except (Terminated, KeyboardInterrupt) as exc:  # the conversion removed its staging folder on the way out
+        what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        err.print(f"error: interrupted by {what}; nothing half-written was left (the output is the previous one, "
+                  "or the new one if it was complete)", markup=False, highlight=False, soft_wrap=True)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     if args.json:
         print(json.dumps({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, indent=2))
     elif not args.quiet:

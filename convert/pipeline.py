@@ -2,12 +2,21 @@
 
 Everything is written into a staging directory beside the output and renamed into place only when
 every artifact has been saved, reloaded in the lite interpreter and found above the fidelity floor.
+The output path is locked for the whole conversion (a second conversion into it is refused), free space
+is checked before writing, and any failure or interruption (Ctrl-C, SIGTERM via the CLI, a full disk)
+removes the staging folder and leaves an existing output untouched: the output is the old one or the
+new one, never a mix.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +38,7 @@ from .artifact import (
     write_manifest,
 )
 from .config import BUILTIN_MODEL, ConvertConfig
-from .errors import OutputError
+from .errors import OutputError, one_line
 from .head import ZeroShotHead, build_class_embeddings, load_templates
 from .load import LoadedModel, load_model
 from .metrics import compare, tensor_bytes
@@ -53,21 +62,147 @@ class ConversionResult:
     installed_to: Path | None = None
 
 
+# Free space asked for beside the output before anything is written: int8 artifacts are 0.25-0.6x the
+# fp32 weights, an fp32 tower (quantize none) ~1.0x, and a backport rewrites one file beside itself.
+SPACE_FACTOR = 1.2
+# Tests only: "<stage>:<marker file>" makes a conversion write the marker and sleep at that stage
+# (staging, move, moved), so that a test can signal it there (tests/test_bad_inputs.py).
+TEST_PAUSE_ENV = "CLIPKIT_TEST_PAUSE"
+
+
 def prepare_output(config: ConvertConfig) -> Path:
-    """Check the output directory can be (re)written; raise :class:`OutputError` otherwise."""
+    """Check the output directory can be (re)written; return its real path; raise :class:`OutputError`.
+
+    A symlinked ``--out`` is written through: its target is replaced, never the link itself.
+    """
     out = config.out_dir
-    if out.exists() and not out.is_dir():
+    try:
+        real = out.resolve()
+        cwd = Path.cwd().resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a deleted working directory
+        raise OutputError(f"output {out} cannot be resolved ({one_line(exc, 120)})") from None
+    if real == cwd or real in cwd.parents:
+        raise OutputError(f"output {out} is the current directory or contains it (a conversion replaces its output "
+                          f"folder as a whole); choose a new folder, e.g. --out {Path(out, 'artifacts')}")
+    if real.exists() and not real.is_dir():
         raise OutputError(f"output {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not config.force:
-        raise OutputError(f"output directory {out} is not empty; pass --force to replace it or choose another --out")
-    parent = out.resolve().parent
+    check_replaceable(out, real, config.force)
+    parent = real.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {parent}: {exc.strerror or exc}") from None
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output directory {parent} is not writable")
-    return out
+    return real
+
+
+def check_replaceable(out: Path, real: Path, force: bool) -> None:
+    """A non-empty output directory is replaced only with ``force``."""
+    try:
+        busy = real.is_dir() and any(real.iterdir())
+    except OSError as exc:
+        raise OutputError(f"output directory {out} cannot be read: {exc.strerror or exc}") from None
+    if busy and not force:
+        raise OutputError(f"output directory {out} is not empty; pass --force to replace it or choose another --out")
+
+
+def lock_path(real: Path) -> Path:
+    """The lock file of an output directory: beside it, named from it."""
+    return real.with_name(f".{real.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(real: Path, shown: Path | None = None):
+    """Hold an exclusive ``flock`` on the output's lock file for the block; a second writer gets an
+    :class:`OutputError` at once. The lock file (holding the writer's pid) is removed on exit."""
+    import fcntl
+
+    path = lock_path(real)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot lock {shown or real} ({path}: {exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"output {shown or real} is being written by another conversion (pid {holder}); "
+                                  "wait for it to finish or choose another --out") from None
+            raise OutputError(f"cannot lock {shown or real} ({path}: {exc.strerror or exc})") from None
+        try:  # the previous holder unlinks the file before unlocking: a lock on an unlinked file is no lock
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)
+    try:
+        with contextlib.suppress(OSError):  # the pid is for the message only (a full disk may refuse it)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def space_needed(config: ConvertConfig, loaded: LoadedModel) -> tuple[int, int]:
+    """``(bytes to ask for, fp32 bytes of the model)``: SPACE_FACTOR x the fp32 weights (x2 with the .pt
+    twins), plus the vocabulary and 1 MiB for the manifest and ops.yaml."""
+    import open_clip
+
+    fp32 = tensor_bytes(loaded.model)
+    vocab = Path(open_clip.__file__).parent / str(loaded.tokenizer.get("vocab_file") or "")
+    extra = (vocab.stat().st_size if vocab.is_file() else 0) + (1 << 20)
+    return int(SPACE_FACTOR * fp32 * (2 if config.also_pt else 1)) + extra, fp32
+
+
+def check_free_space(config: ConvertConfig, loaded: LoadedModel, real: Path) -> None:
+    """Refuse to start writing when the output's file system cannot hold the artifacts."""
+    need, fp32 = space_needed(config, loaded)
+    try:
+        free = shutil.disk_usage(real.parent).free
+    except OSError:
+        return
+    if free < need:
+        twins = " x2 for --also-pt" if config.also_pt else ""
+        raise OutputError(f"not enough free space for {config.out_dir}: about {need / 2**20:.1f} MiB needed "
+                          f"({SPACE_FACTOR} x the model's {fp32 / 2**20:.1f} MiB of fp32 weights{twins}, plus the "
+                          f"vocabulary), {free / 2**20:.1f} MiB free in {real.parent}")
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM wait until the block is done (a folder swap or a cleanup is never half done).
+
+    Python-level handlers only run in the main thread, so elsewhere this does nothing (and is not needed).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        saved[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
+
+
+def _pause_for_tests(stage: str) -> None:
+    spec = os.environ.get(TEST_PAUSE_ENV, "")
+    if spec.partition(":")[0] == stage:
+        Path(spec.partition(":")[2]).write_text(str(os.getpid()))
+        time.sleep(120)
 
 
 def _resolve_labels(config: ConvertConfig) -> tuple[str, ...] | None:
@@ -89,19 +224,31 @@ def convert(config: ConvertConfig, log: Log = lambda message: None) -> Conversio
     below the fidelity floor; no partial output is left behind in any of those cases.
     """
     check_torch(config.engine, needs_xnnpack=config.needs_xnnpack)
-    out = prepare_output(config)
-    labels = _resolve_labels(config)
-    template_name, templates = load_templates(config.templates) if labels else (None, None)
-    log(f"loading {config.model}")
-    loaded = load_model(config)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.resolve().parent))
-    os.chmod(staging, 0o777 & ~current_umask())
-    try:
-        result = _convert_into(staging, config, loaded, labels, (template_name, templates), log)
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    out = config.out_dir
+    real = prepare_output(config)
+    with output_lock(real, out):
+        check_replaceable(out, real, config.force)  # again under the lock: another conversion may just have finished
+        _remove_stale_staging(real, log)
+        labels = _resolve_labels(config)
+        template_name, templates = load_templates(config.templates) if labels else (None, None)
+        log(f"loading {config.model}")
+        loaded = load_model(config)
+        check_free_space(config, loaded, real)
+        staging = None
+        try:
+            with signals_deferred():  # no interruption between creating the folder and knowing its name
+                staging = _make_staging(real)
+            _pause_for_tests("staging")
+            result = _convert_into(staging, config, loaded, labels, (template_name, templates), log)
+            _pause_for_tests("move")
+            with signals_deferred():
+                _move_into_place(staging, real, config.force, out)
+            _pause_for_tests("moved")
+        except BaseException:
+            if staging is not None:
+                with signals_deferred():
+                    shutil.rmtree(staging, ignore_errors=True)
+            raise
     result.out_dir = out
     if config.install_to:
         result.installed_to = install_to_app(out, Path(config.install_to), result.manifest)
@@ -109,14 +256,49 @@ def convert(config: ConvertConfig, log: Log = lambda message: None) -> Conversio
     return result
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    if out.exists():
-        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, backup)
-        os.replace(staging, out)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(staging, out)
+def _remove_stale_staging(real: Path, log: Log) -> None:
+    """Staging folders of this output left by a conversion that was killed outright (SIGKILL, power loss):
+    under the lock no other conversion is writing them, and they never hold the only copy of anything."""
+    for stale in real.parent.glob(f".{real.name}.staging-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            log(f"removing {stale.name}, left by a conversion that was killed")
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _make_staging(real: Path) -> Path:
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{real.name}.staging-", dir=real.parent))
+        os.chmod(staging, 0o777 & ~current_umask())
+    except OSError as exc:
+        raise OutputError(f"cannot create a staging folder in {real.parent}: {exc.strerror or exc}") from None
+    return staging
+
+
+def _move_into_place(staging: Path, real: Path, force: bool = True, shown: Path | None = None) -> None:
+    """Rename ``staging`` to ``real``. A missing or empty ``real`` is replaced by one atomic rename (which
+    fails if it has been filled meanwhile: then, without ``force``, nothing is replaced); a non-empty one,
+    with ``force``, is swapped out and deleted. Call with signals deferred."""
+    shown = shown or real
+    try:
+        os.rename(staging, real)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise OutputError(f"cannot move the artifacts into {shown}: {exc.strerror or exc}") from None
+    if not force:
+        raise OutputError(f"output directory {shown} was filled by something else during the conversion; nothing "
+                          "was replaced (pass --force to replace it or choose another --out)")
+    backup = real.with_name(f".{real.name}.old-{os.getpid()}")
+    try:
+        os.rename(real, backup)
+    except OSError as exc:
+        raise OutputError(f"cannot replace {shown}: {exc.strerror or exc}") from None
+    try:
+        os.rename(staging, real)
+    except OSError as exc:
+        os.rename(backup, real)
+        raise OutputError(f"cannot move the artifacts into {shown}: {exc.strerror or exc}") from None
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, labels, templates, log: Log
@@ -254,7 +436,9 @@ def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:
     return {"name": loaded.name, "pretrained": loaded.pretrained,
             "checkpoint": Path(loaded.checkpoint).name if loaded.checkpoint else None,
             "checkpoint_sha256": sha256_of(Path(loaded.checkpoint)) if loaded.checkpoint else None,
-            "seed": config.seed, "embed_dim": loaded.embed_dim}
+            "seed": config.seed, "embed_dim": loaded.embed_dim,
+            # Seeded random init converts and verifies like real weights: every reader must be able to say so.
+            "random_weights": loaded.checkpoint is None and loaded.pretrained in (None, "none")}
 
 
 def install_to_app(out: Path, app_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -263,7 +447,10 @@ def install_to_app(out: Path, app_dir: Path, manifest: dict[str, Any]) -> Path:
         raise OutputError(f"install target {app_dir} is not the android_demo project (no app/ folder)")
     require_target(manifest, "android", f"the Android app ({app_dir})")
     dest = app_dir / ANDROID_ASSETS
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {dest}: {exc.strerror or exc}") from None
     names = ["manifest.json"] + [f["file"] for f in manifest["files"] if f["format"] in ("lite", "bpe-merges-gz")]
     for name in names:
         atomic_write(dest / name, lambda tmp, name=name: shutil.copyfile(out / name, tmp))

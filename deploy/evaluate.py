@@ -38,7 +38,7 @@ from .artifacts import load_artifacts
 from .datasets import DATASETS, load_dataset
 from .plots import plot_similarity, plot_weights_and_errors, require_matplotlib
 from .preprocess import Preprocessor
-from .runtime import encode_images, encode_tokens
+from .runtime import RANDOM_WEIGHTS_NOTE, encode_images, encode_tokens, random_weights
 from .tokenizer import KitTokenizer
 
 PAPER_NOTE = ("note: the paper's 'CIFAR-100' accuracy (89.7 % top-1, ViT-B/32) matches open_clip's published "
@@ -123,6 +123,7 @@ def evaluate(artifacts_dir: str | Path, dataset: str = "shapes", n: int | None =
     got_img = encode_images(artifacts, x)
     report: dict[str, Any] = {
         "artifacts": str(artifacts_dir), "kind": kind, "model": artifacts.manifest["model"],
+        "random_weights": random_weights(artifacts.manifest),
         "quantize": (artifacts.manifest.get("config") or {}).get("quantize"),
         "dataset": ds.name, "n": len(ds), "classes": len(ds.classes),
         "image_encoder": compare(ref_img, got_img), "zero_shot": {},
@@ -210,18 +211,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(report: dict[str, Any], console) -> None:
+    """The report as two tables and a few plain lines, readable in a pipe (100 columns) and down to 60 columns:
+    titles are plain lines (rich wraps table titles mid-word), headers are two short lines, no cell is cut."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=f"zero-shot, {report['model']['name']} ({report['quantize']}, {report['kind']}) on {report['dataset']}")
-    for col in ("templates", "fp32 top-1", "int8 top-1", "drop (points)", "fp32 top-5", "int8 top-5", "top-1 agreement"):
-        t.add_column(col, justify="right")
+    def table(columns: Sequence[str]) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        for i, col in enumerate(columns):
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        return t
+
+    def line(text: str) -> None:
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+    if report.get("random_weights"):
+        line(f"warning: {RANDOM_WEIGHTS_NOTE}")
+    conv = "int8" if report.get("quantize") not in (None, "none") else "conv."
+    line(f"zero-shot accuracy (%) of {report['model']['name']} ({report['quantize']}, {report['kind']}) on "
+         f"{report['dataset']}")
+    t = table(("templates", "fp32\ntop-1", f"{conv}\ntop-1", "drop\npoints", "fp32\ntop-5", f"{conv}\ntop-5",
+               "top-1\nagree"))
     for name, z in report["zero_shot"].items():
         t.add_row(name, f"{100 * z['fp32_top1']:.2f}", f"{100 * z['converted_top1']:.2f}", f"{z['top1_drop_points']:.2f}",
-                  f"{100 * z['fp32_top5']:.2f}", f"{100 * z['converted_top5']:.2f}", f"{100 * z['top1_agreement']:.2f} %")
+                  f"{100 * z['fp32_top5']:.2f}", f"{100 * z['converted_top5']:.2f}", f"{100 * z['top1_agreement']:.2f}")
     console.print(t)
-    f = Table(title="embedding fidelity (converted vs fp32)")
-    for col in ("tower", "cosine min", "cosine mean", "SQNR dB", "max abs err"):
-        f.add_column(col, justify="right")
+    console.print()
+    line("embedding fidelity, converted vs fp32")
+    f = table(("tower", "cosine\nmin", "cosine\nmean", "SQNR\ndB", "max abs\nerror"))
     for role in ("image_encoder", "text_encoder"):
         c = report.get(role)
         if c:
@@ -229,10 +246,9 @@ def print_report(report: dict[str, Any], console) -> None:
     console.print(f)
     lp = report.get("linear_probe")
     if lp:
-        console.print(f"linear probe (train {lp['train']} / test {lp['test']}): fp32 {100 * lp['fp32_top1']:.2f} %, "
-                      f"converted {100 * lp['converted_top1']:.2f} %, fp32 probe on converted features "
-                      f"{100 * lp['fp32_probe_on_converted_top1']:.2f} %")
+        line(f"linear probe top-1 % (train/test {lp['train']}/{lp['test']}): fp32 {100 * lp['fp32_top1']:.2f}, "
+             f"{conv} {100 * lp['converted_top1']:.2f}, fp32 probe on {conv} {100 * lp['fp32_probe_on_converted_top1']:.2f}")
     if report.get("note"):
-        console.print(report["note"])
+        line(report["note"])
     for p in report.get("plots", []):
-        console.print(f"plot: {p}")
+        line(f"plot: {p}")

@@ -3,7 +3,7 @@
 Follows the kit spec (docs/formats.md "Preprocessing", same as the Android Java core):
 
 1. open the file; refuse images above ``max_pixels`` (default 100 megapixels) from the header alone,
-   before any pixel is decoded (decompression-bomb guard); apply the EXIF orientation
+   before any pixel is decoded (decompression-bomb guard), and strips above ``MAX_ASPECT``:1; apply the EXIF orientation
    (``ImageOps.exif_transpose``);
 2. convert to 8-bit RGB *first* (:func:`to_rgb`), alpha dropped without compositing;
 3. resize / crop / pad per ``resize_mode`` with open_clip's exact size arithmetic (see :class:`Preprocessor`);
@@ -38,6 +38,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from convert.errors import KitError
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# Longest side / shortest side. Resizing the short side of a 1 x 1,000,000 strip to 64 asks for a 64 x 64e6
+# image (MemoryError); at 1000:1 a 336-pixel input needs at most a 336 x 336,000 RGB image (340 MB).
+MAX_ASPECT = 1000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -186,6 +189,12 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                     raise ImageError(
                         f"image {path} is {w}x{h} = {w * h / 1e6:.1f} megapixels, above the "
                         f"{max_pixels / 1e6:g}-megapixel limit (decompression-bomb guard; raise it with --max-pixels)"
+                    )
+                if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+                    img.close()
+                    raise ImageError(
+                        f"image {path} is {w}x{h}, an aspect ratio above {MAX_ASPECT}:1: scaling its short side to "
+                        "the model's input would make a huge image (a 1x1000000 strip needed 12 GB), so it is refused"
                     )
                 img.load()
                 img = ImageOps.exif_transpose(img) or img

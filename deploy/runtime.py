@@ -74,6 +74,27 @@ def warn_truncated(texts: Sequence[str], truncated: Sequence[bool], context_leng
     return len(cut)
 
 
+RANDOM_WEIGHTS_NOTE = "these artifacts carry RANDOM weights (--pretrained none): their answers mean nothing"
+
+
+def random_weights(manifest: dict) -> bool:
+    """True when the artifacts were converted from seeded random weights (``--pretrained none``); manifests
+    written before ``model.random_weights`` existed say so by ``model.pretrained == "none"``."""
+    model = manifest.get("model") or {}
+    if "random_weights" in model:
+        return bool(model["random_weights"])
+    return model.get("pretrained") == "none" and not model.get("checkpoint")
+
+
+def warn_random_weights(manifest: dict, stream=None) -> bool:
+    """One warning line (stderr) when the artifacts carry random weights; returns whether it warned.
+    For the output header of classify and search."""
+    if random_weights(manifest):
+        print(f"warning: {RANDOM_WEIGHTS_NOTE}", file=stream or sys.stderr)
+        return True
+    return False
+
+
 def cache_dir() -> Path:
     """The kit's cache folder: ``$CLIPKIT_CACHE``, else ``~/.cache/clip-mobile-kit`` (``$CLIP_KIT_CACHE``,
     the spelling the search index used first, is still read)."""
@@ -83,48 +104,67 @@ def cache_dir() -> Path:
 
 class Progress:
     """``with Progress(total, what) as bar: ... bar.advance(n)``: a rich progress bar on stderr that
-    appears only once the work has run ``delay`` seconds and is not done, so quick calls print nothing.
+    appears only if the work is still running after ``delay`` seconds, so quick calls print nothing
+    (a timer shows it, so a slow first step is covered too).
 
-    Never on ``enabled=False`` (``--quiet``). Transient (gone when done) and without source paths (rich's
+    Never with ``enabled=False`` (``--quiet``). Transient (gone when done) and without source paths (rich's
     ``console.log`` would add ``file.py:NN``). When stderr is no terminal, one plain line instead.
     """
 
     def __init__(self, total: int, what: str, enabled: bool = True, delay: float = 1.0) -> None:
+        import threading
+
         self.total, self.what, self.enabled, self.delay = int(total), what, enabled, delay
         self.done = 0
         self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._timer = None
         self._bar = None
         self._task = None
+        self._closed = False
 
     def __enter__(self) -> Progress:
+        import threading
+
+        if self.enabled and self.total > 0:
+            self._timer = threading.Timer(self.delay, self._show)
+            self._timer.daemon = True
+            self._timer.start()
         return self
 
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done)
-        elif self.enabled and self.done < self.total and time.monotonic() - self.start >= self.delay:
-            self.enabled = False  # decided once
+    def _show(self) -> None:
+        with self._lock:
+            if self._closed or self.done >= self.total:
+                return
             from rich.console import Console
 
             console = Console(stderr=True)
             if not console.is_terminal:
-                print(f"{self.what}: {self.done}/{self.total} after {time.monotonic() - self.start:.0f} s ...",
+                print(f"{self.what}: {self.done}/{self.total} done after {time.monotonic() - self.start:.0f} s ...",
                       file=sys.stderr, flush=True)
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), console=console, transient=True)
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
             self._bar.start()
             self._task = self._bar.add_task(self.what, total=self.total, completed=self.done)
 
+    def advance(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self.done)
+
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
 
 
 # Prompts per text-encoder call in class_embeddings: small enough for a progress bar that moves (ViT-B-32

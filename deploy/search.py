@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from convert.errors import ConfigError
+from convert.artifact import torch_save_atomic
+from convert.errors import ConfigError, OutputError
 
 from .artifacts import load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image
@@ -112,18 +112,29 @@ def _valid_index(data: Any, dim: int | None) -> bool:
         and isinstance(e.get("size"), int) for e in entries)
 
 
-def _load_index(path: Path, artifact_sha: str, dim: int | None = None, quiet: bool = False) -> dict[str, Any] | None:
-    if not path.is_file():
+def _load_index(path: Path, artifact_sha: str, dim: int | None = None, quiet: bool = False,
+                explicit: bool = False) -> dict[str, Any] | None:
+    """The one reader of an index file: the index to reuse, or ``None`` (no file, another model's index,
+    or an invalid one: rebuilt, with a warning for a corrupt one). A directory is an error. A file named
+    with ``--index`` (``explicit``) that is no clip-mobile-kit index at all is an error and is left as it
+    is: a mistyped ``--index`` must never overwrite someone's checkpoint or photo."""
+    if path.is_dir():
+        raise ConfigError(f"index {path} is a directory; give a file name such as {path / 'index.pt'}")
+    if not path.exists():
         return None
+    if not path.is_file():
+        raise ConfigError(f"index {path} is not a regular file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, not an error
         data = None
-    if isinstance(data, dict) and data.get("format") == INDEX_FORMAT and data.get("version") == INDEX_VERSION \
-            and data.get("artifact_sha") != artifact_sha:
+    ours = isinstance(data, dict) and data.get("format") == INDEX_FORMAT
+    if not ours and explicit:
+        raise ConfigError(f"--index {path} is not a clip-mobile-kit search index (unreadable or another kind of "
+                          "file); it was left as it is: delete it or choose another --index")
+    if ours and data.get("version") == INDEX_VERSION and data.get("artifact_sha") != artifact_sha:
         return None  # another model's index (an explicit --index shared between models): rebuilt silently
-    if not (isinstance(data, dict) and data.get("format") == INDEX_FORMAT and data.get("version") == INDEX_VERSION
-            and _valid_index(data, dim)):
+    if not (ours and data.get("version") == INDEX_VERSION and _valid_index(data, dim)):
         if not quiet:
             print(f"warning: index {path} is unreadable or invalid; rebuilding it", file=sys.stderr)
         return None
@@ -143,7 +154,7 @@ def build_index(artifacts, folder: str | Path, index_path: str | Path | None = N
     if not files:
         raise ImageError(f"image folder {folder} contains no images ({', '.join(s for s in ('.jpg', '.png', '.webp', '...'))})")
     path = Path(index_path) if index_path else default_index_path(folder, artifacts.sha256)
-    old = _load_index(path, artifacts.sha256, artifacts.embed_dim, quiet)
+    old = _load_index(path, artifacts.sha256, artifacts.embed_dim, quiet, explicit=bool(index_path))
     cached: dict[tuple, torch.Tensor] = {}
     if old is not None:
         for entry, emb in zip(old["entries"], old["embeddings"]):
@@ -190,10 +201,20 @@ def build_index(artifacts, folder: str | Path, index_path: str | Path | None = N
              "artifacts_dir": str(Path(artifacts.directory).resolve()),
              "entries": [entries[k] for k in order], "embeddings": torch.stack([embs[k] for k in order]).contiguous()}
     if stats["embedded"] or stats["removed"] or old is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(index, tmp)
-        os.replace(tmp, path)
+        try:  # through memory, then a checked atomic write: no abort and no temporary file on a full disk
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch_save_atomic(index, path)
+        except OSError as exc:  # OutputError included
+            if isinstance(exc, OutputError):
+                message = str(exc)
+            elif isinstance(exc, (FileExistsError, NotADirectoryError)):
+                message = f"cannot write {path}: a part of {path.parent} is a file, not a folder"
+            else:
+                message = f"cannot write {path}: {exc.strerror or exc}"
+            if index_path:
+                raise OutputError(f"index: {message}") from None
+            if not quiet:
+                print(f"warning: the search index is not saved ({message})", file=sys.stderr)
     if not index_path:
         remove_stale_indexes(path, folder, artifacts.directory)
     index["paths"] = [e["path"] for e in index["entries"]]

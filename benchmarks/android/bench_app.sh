@@ -21,9 +21,11 @@ ROLES=${ROLES:-"image_encoder text_encoder zero_shot_head"}
 PKG=org.clipkit.demo
 REMOTE=/sdcard/Android/data/$PKG/files/bench
 
+# The kit's one reader first (manifest, sizes, sha256, confinement, embedded metadata, android target):
+# one error line and exit 2 for artifacts a phone must not get.
+"$PYTHON" -m deploy.verify --quiet --target android "$ART" || exit 2
 command -v "$ADB" >/dev/null || { echo "error: adb not found (install Android platform-tools)" >&2; exit 2; }
 [ "$("$ADB" get-state 2>/dev/null)" = device ] || { echo "error: no device attached (adb devices)" >&2; exit 2; }
-[ -f "$ART/manifest.json" ] || { echo "error: $ART has no manifest.json" >&2; exit 2; }
 "$ADB" shell pm path "$PKG" >/dev/null || { echo "error: $PKG is not installed (build android_demo, adb install)" >&2; exit 2; }
 mkdir -p "$OUT"
 "$ADB" shell rm -rf "$REMOTE" || true

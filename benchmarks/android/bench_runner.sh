@@ -18,10 +18,15 @@ ADB=${ADB:-adb}; PYTHON=${PYTHON:-python}
 ITERS=${ITERS:-50}; WARMUP=${WARMUP:-5}; LOADS=${LOADS:-3}; ENGINE=${ENGINE:-qnnpack}
 DEV=${DEVICE_DIR:-/data/local/tmp/clipkit}
 
+[ -f "$BIN" ] || { echo "error: runner binary $BIN does not exist (build benchmarks/runner)" >&2; exit 2; }
+# Nothing reaches the device unverified: the kit's one reader checks the manifest, every file's size and
+# sha256 (plain names inside ART, no symlink leaving it), the embedded metadata, and that it is an android
+# (qnnpack) conversion. One error line and exit 2 otherwise.
+"$PYTHON" -m deploy.verify --quiet --target android "$ART" || exit 2
 command -v "$ADB" >/dev/null || { echo "error: adb not found (install Android platform-tools)" >&2; exit 2; }
 [ "$("$ADB" get-state 2>/dev/null)" = device ] || { echo "error: no device attached (adb devices)" >&2; exit 2; }
-[ -f "$ART/manifest.json" ] || { echo "error: $ART has no manifest.json" >&2; exit 2; }
 mkdir -p "$OUT"
+trap 'rm -f "$OUT/.plan"' EXIT
 "$ADB" shell mkdir -p "$DEV"
 "$ADB" push "$BIN" "$DEV/clip-kit-runner" >/dev/null
 "$ADB" shell chmod 755 "$DEV/clip-kit-runner"
