@@ -392,8 +392,11 @@ def read_manifest(directory: str | Path, *, check_versions: bool = True) -> dict
     return manifest
 
 
-def verify_file(directory: Path, entry: dict[str, Any]) -> Path:
-    """Existence, confinement, size and sha256 of one (validated) manifest entry; returns its path."""
+def verify_file(directory: Path, entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> Path:
+    """Existence, confinement, size and sha256 of one (validated) manifest entry; returns its path.
+
+    With ``manifest``, a model file that fails its size or hash check and carries another target's metadata
+    is named as such (the copied-in x86 file), not only as "modified"."""
     directory = Path(directory)
     name = entry["file"]
     path = directory / name
@@ -404,10 +407,17 @@ def verify_file(directory: Path, entry: dict[str, Any]) -> Path:
     if not path.is_file():
         raise ArtifactError(f"{name} ({entry.get('role')}) is missing from {directory}")
     size = path.stat().st_size
+    digest = sha256_of(path) if size == entry["bytes"] else None
+    if (size != entry["bytes"] or digest != entry["sha256"]) and manifest is not None and entry["role"] in MODEL_ROLES:
+        try:
+            meta = read_metadata(path)
+        except ArtifactError:
+            meta = {}
+        if any(key in meta and meta[key] != manifest[key] for key in ("target", "engine")):
+            raise _mixed(path, meta, manifest)
     if size != entry["bytes"]:
         what = "truncated" if size < entry["bytes"] else "larger than listed"
         raise ArtifactError(f"{name} is {what}: {size} bytes, manifest says {entry['bytes']}")
-    digest = sha256_of(path)
     if digest != entry["sha256"]:
         raise ArtifactError(
             f"{name}: sha256 {digest[:16]}... does not match the manifest's {entry['sha256'][:16]}... "
@@ -478,10 +488,8 @@ def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]
     name = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else None
     if name != manifest["model"]["name"]:
         raise ArtifactError(f"{path.name} was converted from {name!r}, the manifest says {manifest['model']['name']!r}")
-    for key in ("target", "engine"):
-        if key in meta and meta[key] != manifest[key]:
-            raise ArtifactError(f"{path.name} was converted for {key} {meta[key]!r}, the manifest says "
-                                f"{manifest[key]!r}: android and x86 artifacts are mixed in one directory")
+    if any(key in meta and meta[key] != manifest[key] for key in ("target", "engine")):
+        raise _mixed(path, meta, manifest)
     if entry["format"] == "lite":
         try:
             got = bytecode_version(path)
@@ -492,13 +500,20 @@ def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]
             raise ArtifactError(f"{path.name}: bytecode version {got}, the manifest says {want}")
 
 
-def require_target(manifest: dict[str, Any], target: str, what: str) -> None:
-    """Refuse artifacts converted for another target (e.g. x86 fbgemm weights given to a phone)."""
+def require_target(manifest: dict[str, Any], target: str, what: str, where: str = "these artifacts") -> None:
+    """Refuse artifacts converted for another target (e.g. x86 fbgemm weights given to a phone): one line
+    that says what they were converted for, what ``what`` runs, and how to reconvert."""
     if manifest["target"] != target or manifest["engine"] not in TARGET_ENGINES[target]:
         raise ArtifactError(
-            f"{what} needs --target {target} artifacts; these were converted with --target {manifest['target']} "
-            f"({manifest['engine']} weights): reconvert with python -m convert --target {target}"
+            f"{where} {'was' if where != 'these artifacts' else 'were'} converted for {manifest['target']} "
+            f"({manifest['engine']}); {what} runs {TARGET_ENGINES[target][0]}: reconvert with --target {target}"
         )
+
+
+def _mixed(path: Path, meta: dict[str, Any], manifest: dict[str, Any]) -> ArtifactError:
+    return ArtifactError(f"{path} was converted for {meta.get('target')} ({meta.get('engine')}), the manifest says "
+                         f"{manifest['target']} ({manifest['engine']}): android and x86 artifacts are mixed in one "
+                         f"directory; reconvert with --target {manifest['target']}")
 
 
 def host_target() -> str | None:
@@ -553,7 +568,7 @@ def verify_artifacts(directory: str | Path, roles: tuple[str, ...] | None = None
         raise ArtifactError(f"{directory / MANIFEST_NAME} lists no {'/'.join(formats)} image_encoder{hint}")
     paths: dict[tuple[str, str], Path] = {}
     for entry in entries:
-        path = verify_file(directory, entry)
+        path = verify_file(directory, entry, manifest)
         check_model_file(path, entry, manifest)
         paths[(entry["role"], entry["format"])] = path
     for entry in manifest["files"]:
@@ -567,5 +582,5 @@ def verify_all(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     manifest = read_manifest(directory)
     for entry in manifest["files"]:
-        verify_file(directory, entry)
+        verify_file(directory, entry, manifest)
     return manifest

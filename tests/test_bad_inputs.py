@@ -743,7 +743,7 @@ def test_verify_command(convert_tiny, tmp_path, capsys):
     assert verify_main([str(good)]) == 0
     assert "files verified" in capsys.readouterr().out
     assert verify_main([str(good), "--target", "x86", "-q"]) == 2
-    assert "needs --target x86 artifacts" in capsys.readouterr().err
+    assert "were converted for android (qnnpack); an x86 machine runs fbgemm: reconvert with --target x86" in capsys.readouterr().err
     d = copy_artifacts(good, tmp_path / "a")
     with open(d / "ops.yaml", "a") as handle:  # not a model file: checked too
         handle.write("# edited\n")
@@ -868,7 +868,7 @@ def test_device_wrappers_refuse_tampered_and_x86_artifacts(convert_tiny, tmp_pat
     data[len(data) // 2] ^= 0xFF
     (tampered / "text_encoder.ptl").write_bytes(bytes(data))
     for directory, needle in ((tampered, "text_encoder.ptl: sha256"),
-                              (convert_tiny(target="x86").out_dir, "a phone needs --target android artifacts")):
+                              (convert_tiny(target="x86").out_dir, "converted for x86 (fbgemm); a phone runs qnnpack")):
         proc = subprocess.run(["bash", str(script), str(adb), str(directory), str(tmp_path / "o")],
                               capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
         one_line(proc.returncode, proc.stderr, needle)

@@ -1,0 +1,485 @@
+"""arm64 parity: run android artifacts in the phone's runtime on arm64 code (qemu user mode) and compare.
+
+    python benchmarks/arm64/parity.py [NAME=]DIR ... [--cpus ...] [--rows N] [--direct] [--json OUT]
+    python benchmarks/arm64/parity.py --tiny OUT_ROOT       # convert the tiny check's sets first (+ --direct)
+    python benchmarks/arm64/parity.py --vitb32 OUT_ROOT --rows 2      # ViT-B-32, random init (20-40 min)
+
+Every int8 directory needs the fp32 export (``--quantize none``) of the same model (name, weights, seed,
+zero-shot labels and templates) among the directories: it is the reference, matched automatically.
+
+The phone's runtime is torch 2.1.0's lite interpreter (``pytorch_android_lite:2.1.0``). Its aarch64 wheel
+runs here under ``qemu-aarch64-static -L SYSROOT -cpu MODEL`` in an arm64 Debian sysroot
+(``setup_sysroot.sh``, cached). Each CPU model gets ONE emulated Python process that runs every file of
+every directory (``run_lite_arm64.py``; ``import torch`` alone takes ~25 s emulated); x86 torch 2.1.0
+(``.venv21``, CLIPKIT_RUNTIME21_PYTHON) and x86 torch 2.12.1 (this interpreter) run the same worker on the
+same inputs, one row at a time (batch 1, as the app calls the towers).
+
+What is compared (per output row):
+- arm64 vs x86 torch 2.1.0, directly: cosine, max abs, max rel (= max abs / the row's largest |x86| value);
+- every int8 file's error against the fp32 export of the same model (``--quantize none``, same seed and
+  weights) run in x86 torch 2.12.1, the kit's own runtime: ``err = ||y - y_fp32|| / ||y_fp32||``.
+
+The gate (see README.md for the measurements behind the numbers):
+- int8 files: ``err_arm64 <= FACTOR * max(err_x86_2.1.0, err_x86_2.12.1) + ABS_SLACK`` per row. A direct
+  arm64-vs-x86 threshold is the wrong gate for a big model: dynamic int8 re-rounds activations at every
+  layer, so ViT-B-32 arm64 vs x86 lands at cosine 0.9998-0.9999, the same spread as x86 torch 2.12 vs 2.1;
+  what matters is that arm64 is not further from fp32 than x86 is.
+- the fp32 export: arm64 vs x86 directly (only summation order differs).
+- with ``--direct`` (the tiny model): also arm64 vs x86 torch 2.1.0 directly, every file.
+
+Refuses, before any emulation, a directory converted for x86: both ``manifest.json`` (target/engine) and
+each ``.ptl``'s embedded ``clip_kit.json`` must say android/qnnpack.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+WORKER = HERE / "run_lite_arm64.py"
+SETUP = HERE / "setup_sysroot.sh"
+CPU_MODELS = ("cortex-a53", "cortex-a76", "max")
+QEMU = "qemu-aarch64-static"
+
+# Gate constants, chosen from measurements (README.md, "Choosing the gate").
+FACTOR = 1.5          # arm64's int8 error may be at most 1.5x the larger of the two x86 errors ...
+ABS_SLACK = 1e-5      # ... plus fp32 summation-order noise (fp32 head/export rows have err ~1e-7)
+FP32_MIN_COSINE = 1 - 1e-6   # the --quantize none export, arm64 vs x86: summation order only
+FP32_MAX_REL = 1e-4
+DIRECT_MIN_COSINE = 0.9999   # --direct (tiny): arm64 vs x86 torch 2.1.0, int8 files
+DIRECT_MAX_REL = 2e-2
+
+
+class ParityError(Exception):
+    """A refusal or a failed set-up/run: one clear line."""
+
+
+# ------------------------------------------------------------------------------------ wrong-target check
+def check_android_artifacts(directory) -> dict:
+    """The manifest of an android (qnnpack) artifact directory, or ParityError naming what is wrong.
+
+    The kit's one reader (``convert.artifact``) checks the manifest, every lite file's size, sha256 and
+    embedded metadata (so a copied-in x86 ``.ptl`` is named as such), then the target: a phone runs qnnpack.
+    Runs before any emulation starts.
+    """
+    from convert.artifact import require_target, verify_artifacts
+    from convert.errors import ArtifactError
+
+    directory = Path(directory).absolute()
+    try:
+        verified = verify_artifacts(directory, formats=("lite",), require_image=False)
+        require_target(verified.manifest, "android", "a phone", where=str(directory))
+    except ArtifactError as exc:
+        raise ParityError(str(exc)) from None
+    if not any(fmt == "lite" for _, fmt in verified.paths):
+        raise ParityError(f"{directory}: the manifest lists no .ptl file")
+    return verified.manifest
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+def cache_root() -> Path:
+    return Path(os.environ.get("CLIPKIT_CACHE") or Path.home() / ".cache" / "clip-mobile-kit") / "arm64"
+
+
+def sysroot_ready(root: Path | None = None) -> bool:
+    root = root or cache_root()
+    return (root / ".complete").is_file() and (root / "sysroot" / "usr" / "bin" / "python3.11").exists()
+
+
+def ensure_sysroot(log=print) -> Path:
+    """Run ``setup_sysroot.sh`` (a no-op when the cache is complete and current); returns the cache root."""
+    if shutil.which(QEMU) is None:
+        raise ParityError(f"{QEMU} not found: apt-get install qemu-user-static (or run .ci/arm64.sh)")
+    start = time.perf_counter()
+    proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ParityError(f"arm64 sysroot set-up failed:\n{proc.stderr[-3000:]}")
+    log(f"arm64 sysroot ready in {time.perf_counter() - start:.1f} s ({proc.stderr.strip().splitlines()[-1]})")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def emulated_command(root: Path, cpu: str) -> tuple[list[str], dict]:
+    sysroot = root / "sysroot"
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+           "PYTHONPATH": str(root / "site"), "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1",
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    return [QEMU, "-L", str(sysroot), "-cpu", cpu, str(sysroot / "usr" / "bin" / "python3.11")], env
+
+
+def host_command(python: str) -> tuple[list[str], dict]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    return [python], env
+
+
+def runtime21_python() -> str | None:
+    python = os.environ.get("CLIPKIT_RUNTIME21_PYTHON")
+    if python:
+        return python
+    local = REPO / ".venv21" / "bin" / "python"
+    return str(local) if local.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def make_inputs(manifest: dict, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed inputs per role: normalised-image-like noise, prompts of several lengths, embeddings."""
+    rng = np.random.default_rng(seed)
+    tok = manifest["tokenizer"]
+    ctx, sot, eot = tok["context_length"], tok["sot_token_id"], tok["eot_token_id"]
+    tokens = np.zeros((rows, ctx), dtype=np.int64)
+    for i in range(rows):
+        length = min(ctx - 2, [3, 7, 12, ctx - 2][i % 4])   # words, then a full context
+        tokens[i, 0] = sot
+        tokens[i, 1:1 + length] = rng.integers(256, 49152, size=length)
+        tokens[i, 1 + length] = eot
+    return {
+        "image_encoder": rng.standard_normal((rows, 3, *manifest["preprocess"]["image_size"])).astype(np.float32),
+        "text_encoder": tokens,
+        "zero_shot_head": rng.standard_normal((rows, manifest["model"]["embed_dim"])).astype(np.float32),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    name: str                 # "arm64 cortex-a53", "x86 torch 2.1.0", ...
+    command: list[str]
+    env: dict
+    outputs: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_worker(run: Run, job: dict, workdir: Path) -> Run:
+    tag = run.name.replace(" ", "_")
+    job_path, out_path = workdir / f"job-{tag}.json", workdir / f"out-{tag}.npz"
+    job_path.write_text(json.dumps(job))
+    start = time.perf_counter()
+    proc = subprocess.run(run.command + [str(WORKER), str(job_path), str(out_path)], env=run.env,
+                          capture_output=True, text=True)
+    run.seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise ParityError(f"{run.name}: worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    with np.load(out_path) as data:
+        run.outputs = {k: data[k] for k in data.files}
+    return run
+
+
+# ------------------------------------------------------------------------------------------- comparison
+def row_stats(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row of ``a`` against ``b``: cosine, max abs, max rel (max abs / max |b|), rel L2 error."""
+    a = a.reshape(a.shape[0], -1).astype(np.float64)
+    b = b.reshape(b.shape[0], -1).astype(np.float64)
+    diff = np.abs(a - b)
+    norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cosine = (a * b).sum(1) / np.maximum(norm_a * norm_b, 1e-30)
+    return {"cosine": cosine, "max_abs": diff.max(1),
+            "max_rel": diff.max(1) / np.maximum(np.abs(b).max(1), 1e-30),
+            "err": np.linalg.norm(a - b, axis=1) / np.maximum(norm_b, 1e-30)}
+
+
+@dataclass
+class Line:
+    """One (set, role, arm64 CPU model) row of the report; the figures are worst cases over the input rows."""
+    set: str
+    role: str
+    cpu: str
+    cosine: float             # arm64 vs x86 torch 2.1.0: min over rows
+    max_abs: float            # ... max over rows
+    max_rel: float            # ... max over rows of (max abs / the row's max |x86|)
+    identical: bool
+    err_arm: float | None = None    # int8 sets: ||arm64 - fp32|| / ||fp32||, max over rows
+    err_x86: float | None = None    # the same for max(x86 2.1.0, x86 2.12.1)
+    ratio: float | None = None      # max over rows of err_arm / err_x86 (rows where err_x86 > NOISE)
+    x86_spread: float | None = None  # max over rows of err_x86_2.1.0 / err_x86_2.12.1 (and its inverse)
+    gate: str = ""
+    ok: bool = True
+    why: list = field(default_factory=list)
+    rows: dict = field(default_factory=dict)   # per-row arrays (JSON report)
+
+
+NOISE = 1e-4   # below this the error against fp32 is fp32 summation order, not int8 rounding
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    keep = den > NOISE
+    return float((num[keep] / den[keep]).max()) if keep.any() else None
+
+
+def compare(sets: dict[str, str], references: dict[str, str], arm: dict[str, Run], x86: dict[str, Run],
+            roles: list[str], direct: bool, factor: float = FACTOR) -> list[Line]:
+    """``sets``: name -> kind ('int8' or 'fp32'); ``references``: name -> its fp32 set's name."""
+    base21, base212 = x86["x86 torch 2.1.0"].outputs, x86["x86 torch 2.12.1"].outputs
+    lines = []
+    for set_name, kind in sets.items():
+        for role in roles:
+            key = f"{set_name}/{role}"
+            if key not in base21:
+                continue
+            ref = base212[f"{references[set_name]}/{role}"]
+            e21 = row_stats(base21[key], ref)["err"]
+            e212 = row_stats(base212[key], ref)["err"]
+            ex86 = np.maximum(e21, e212)
+            for cpu, run in arm.items():
+                y = run.outputs[key]
+                d = row_stats(y, base21[key])
+                line = Line(set_name, role, cpu, float(d["cosine"].min()), float(d["max_abs"].max()),
+                            float(d["max_rel"].max()), bool(np.array_equal(y, base21[key])))
+                line.rows = {k: v.tolist() for k, v in d.items()}
+                if kind == "fp32":
+                    line.gate = "fp32 direct"
+                    if line.cosine < FP32_MIN_COSINE or line.max_rel > FP32_MAX_REL:
+                        line.why.append(f"fp32 export differs from x86: cosine {line.cosine:.8f}, "
+                                        f"max rel {line.max_rel:.2e}")
+                else:
+                    earm = row_stats(y, ref)["err"]
+                    line.rows.update(err_arm=earm.tolist(), err_x86_210=e21.tolist(), err_x86_2121=e212.tolist())
+                    line.err_arm, line.err_x86 = float(earm.max()), float(ex86.max())
+                    line.ratio = _ratio(earm, ex86)
+                    spread = [r for r in (_ratio(e21, e212), _ratio(e212, e21)) if r is not None]
+                    line.x86_spread = max(spread) if spread else None
+                    line.gate = f"err<={factor:g}x x86"
+                    bad = earm > factor * ex86 + ABS_SLACK
+                    if bad.any():
+                        i = int(np.argmax(bad))
+                        line.why.append(f"row {i}: error vs fp32 {earm[i]:.3e} > {factor:g} x x86's "
+                                        f"{ex86[i]:.3e} (+{ABS_SLACK:g})")
+                    if direct:
+                        line.gate += " + direct"
+                        if line.cosine < DIRECT_MIN_COSINE or line.max_rel > DIRECT_MAX_REL:
+                            line.why.append(f"arm64 vs x86: cosine {line.cosine:.6f} (min {DIRECT_MIN_COSINE}), "
+                                            f"max rel {line.max_rel:.2e} (max {DIRECT_MAX_REL:g})")
+                line.ok = not line.why
+                lines.append(line)
+    return lines
+
+
+def format_table(lines: list[Line]) -> str:
+    """A readable table: one line per (set, role, CPU model); worst case over the input rows."""
+    w = max([len("set")] + [len(ln.set) for ln in lines])
+    head = (f"{'set':<{w}} {'role':<14} {'cpu':<10} {'cosine':>10} {'max abs':>8} {'max rel':>8} "
+            f"{'err arm64':>9} {'err x86':>8} {'ratio':>5} {'x86 2.1/2.12':>12}  {'gate':<22} result")
+    out = [head, "-" * len(head)]
+    for ln in lines:
+        fmt = (lambda v, f: "-" if v is None else format(v, f))
+        cos = "identical" if ln.identical else f"{ln.cosine:.7f}"
+        out.append(f"{ln.set:<{w}} {ln.role:<14} {ln.cpu:<10} {cos:>10} {ln.max_abs:>8.1e} {ln.max_rel:>8.1e} "
+                   f"{fmt(ln.err_arm, '9.2e'):>9} {fmt(ln.err_x86, '8.2e'):>8} {fmt(ln.ratio, '5.2f'):>5} "
+                   f"{fmt(ln.x86_spread, '12.2f'):>12}  {ln.gate:<22} "
+                   f"{'ok' if ln.ok else 'FAIL: ' + '; '.join(ln.why)}")
+    out.append("cosine / max abs / max rel: arm64 vs x86 torch 2.1.0 (max rel = max abs / the row's max |x86|); "
+               "err: ||y - y_fp32|| / ||y_fp32|| against the --quantize none export in x86 torch 2.12.1, "
+               "err x86 = max(torch 2.1.0, 2.12.1); ratio = err arm64 / err x86; x86 2.1/2.12: the same ratio "
+               "between the two x86 torch versions (the version noise); all worst over the input rows.")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------ the check
+@dataclass
+class Report:
+    lines: list
+    seconds: dict
+    versions: dict
+    table: str
+    timing: dict = field(default_factory=dict)   # run -> "set/role" -> [load s, s per row]
+
+    @property
+    def ok(self) -> bool:
+        return all(ln.ok for ln in self.lines)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "seconds": self.seconds, "versions": self.versions, "timing": self.timing,
+                "gate": {"factor": FACTOR, "abs_slack": ABS_SLACK, "fp32_min_cosine": FP32_MIN_COSINE,
+                         "fp32_max_rel": FP32_MAX_REL, "direct_min_cosine": DIRECT_MIN_COSINE,
+                         "direct_max_rel": DIRECT_MAX_REL},
+                "lines": [ln.__dict__ for ln in self.lines]}
+
+
+def model_identity(manifest: dict) -> tuple:
+    """What makes two conversions the same model: name, weights (tag or checkpoint hash), seed, and the
+    zero-shot head's labels and templates (the head's weights are the fp32 text embeddings of those)."""
+    m, z = manifest["model"], manifest.get("zero_shot") or {}
+    return (m.get("name"), m.get("pretrained"), m.get("checkpoint_sha256") or m.get("checkpoint"), m.get("seed"),
+            tuple(z.get("labels") or ()), z.get("templates"))
+
+
+def plan_sets(manifests: dict[str, dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """(kind per set: 'int8' or 'fp32', the fp32 reference set of every set); ParityError when an int8 set
+    has no ``--quantize none`` export of the same model beside it."""
+    kinds = {n: ("fp32" if m["config"].get("quantize") == "none" else "int8") for n, m in manifests.items()}
+    fp32 = {model_identity(manifests[n]): n for n, k in kinds.items() if k == "fp32"}
+    references = {}
+    for name, manifest in manifests.items():
+        ident = model_identity(manifest)
+        if ident not in fp32:
+            raise ParityError(f"{name}: no fp32 export (--quantize none) of the same model {ident} among the "
+                              f"directories: the gate compares each int8 file's error against it")
+        references[name] = fp32[ident]
+    return kinds, references
+
+
+def run_parity(sets: dict[str, Path], *, cpus=CPU_MODELS, rows: int = 4, direct: bool = False,
+               python21: str | None = None, jobs: int = 2, root: Path | None = None, workdir: Path | None = None,
+               factor: float = FACTOR, log=print) -> Report:
+    """Check every android artifact directory in ``sets`` (name -> dir) on every arm64 CPU model.
+
+    Each int8 set is compared with the fp32 export (``quantize='none'``) of the same model among ``sets``;
+    every CPU model gets one emulated process that runs all files of all sets.
+    """
+    t0 = time.perf_counter()
+    manifests = {name: check_android_artifacts(d) for name, d in sets.items()}   # before any emulation
+    kinds, references = plan_sets(manifests)
+    python21 = python21 or runtime21_python()
+    if not python21:
+        raise ParityError("no x86 torch 2.1.0 Python: set CLIPKIT_RUNTIME21_PYTHON (or make .venv21)")
+    root = root or ensure_sysroot(log)
+    seconds = {"set-up": round(time.perf_counter() - t0, 1)}
+
+    own = Path(tempfile.mkdtemp(prefix="arm64-parity-")) if workdir is None else None
+    workdir = Path(workdir or own).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_in_job = []
+        for name, directory in sets.items():
+            inputs = workdir / f"inputs-{references[name]}.npz"   # one input set per model
+            if not inputs.exists():
+                np.savez(inputs, **make_inputs(manifests[references[name]], rows))
+            runs_in_job.append({"key": name, "dir": str(Path(directory).resolve()), "inputs": str(inputs)})
+        job = {"runs": runs_in_job, "threads": 1}
+        runs = [Run("x86 torch 2.12.1", *host_command(sys.executable)), Run("x86 torch 2.1.0", *host_command(python21))]
+        runs += [Run(f"arm64 {cpu}", *emulated_command(root, cpu)) for cpu in cpus]
+        # The slowest (emulated) first, so that two of them share the 2 cores and x86 fills the gaps.
+        runs.sort(key=lambda r: not r.name.startswith("arm64"))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            done = list(pool.map(lambda r: run_worker(r, job, workdir), runs))
+        for r in done:
+            seconds[r.name] = round(r.seconds, 1)
+            log(f"{r.name}: {r.seconds:.1f} s (torch {r.outputs['torch_version']}, "
+                f"{r.outputs['machine']}, {r.outputs['cpu_capability']}, hwcaps: {r.outputs['hwcaps']})")
+        arm = {r.name.split(" ", 1)[1]: r for r in done if r.name.startswith("arm64")}
+        x86 = {r.name: r for r in done if not r.name.startswith("arm64")}
+        for r in arm.values():
+            if not str(r.outputs["torch_version"]).startswith("2.1.0") or str(r.outputs["machine"]) != "aarch64":
+                raise ParityError(f"emulated worker ran torch {r.outputs['torch_version']} on {r.outputs['machine']}")
+        roles = sorted({e["role"] for m in manifests.values() for e in m["files"] if e["format"] == "lite"})
+        lines = compare(kinds, references, arm, x86, roles, direct, factor)
+        versions = {r.name: f"{r.outputs['torch_version']} {r.outputs['machine']} {r.outputs['cpu_capability']} "
+                    f"[{r.outputs['hwcaps']}]" for r in done}
+        seconds["total"] = round(time.perf_counter() - t0, 1)
+        timing = {r.name: {k[:-len(".call_s")]: [round(float(r.outputs[k[:-len(".call_s")] + ".load_s"]), 3),
+                                                  round(float(r.outputs[k]), 3)]
+                           for k in r.outputs if k.endswith(".call_s")} for r in done}
+        return Report(lines, seconds, versions, format_table(lines), timing)
+    finally:
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- conversions
+TINY_KEEP_FP32 = ("image_encoder.*.mlp.c_fc", "text_encoder.*.mlp.c_proj")
+# name -> options over the model's: the default recipe, one keeping some modules fp32, the fp32 export.
+VARIANTS = {"int8": {}, "keep-fp32": {"keep_fp32": TINY_KEEP_FP32}, "fp32": {"quantize": "none"}}
+
+
+def tiny_model_options(**overrides) -> dict:
+    """``tests/conftest.py``'s tiny_options: the tiny architecture with seeded random weights."""
+    opts = dict(model="kit-tiny-clip", pretrained="none", labels=("red circle", "blue square", "green star"),
+                templates="plain", seed=0)
+    opts.update(overrides)
+    return opts
+
+
+def convert_sets(out_root: Path, variants: dict[str, dict], **model) -> dict[str, Path]:
+    """Android conversions of one model through the kit's public API (``convert.build_config``,
+    ``convert.convert``, the result's ``out_dir``); returns name -> directory."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from convert import build_config, convert
+
+    sets = {}
+    for name, extra in variants.items():
+        result = convert(build_config(**{**model, **extra}, out=str(Path(out_root) / name), force=True))
+        sets[name] = Path(result.out_dir)
+    return sets
+
+
+def tiny_sets(out_root: Path) -> dict[str, Path]:
+    """The tiny check's five directories: random-init tiny (default, keep-fp32, fp32) and the built-in trained
+    tiny CLIP that ``python -m convert`` ships (default and its fp32 export)."""
+    sets = convert_sets(out_root / "random", VARIANTS, **tiny_model_options())
+    trained = convert_sets(out_root / "builtin", {k: VARIANTS[k] for k in ("int8", "fp32")},
+                           **tiny_model_options(pretrained="builtin"))
+    sets.update({f"builtin-{k}": v for k, v in trained.items()})
+    return sets
+
+
+VITB32_KEEP_FP32_RECIPE = REPO / "benchmarks" / "results" / "sensitivity" / "ViT-B-32-per-channel-target-0.9999.yaml"
+
+
+def vitb32_sets(out_root: Path) -> dict[str, Path]:
+    """ViT-B-32 with seeded random weights (no network): the default android recipe, the sensitivity recipe
+    that keeps 22 module groups fp32 (README, "Per-tower fidelity"), and the fp32 export (~1 min each)."""
+    variants = {"int8": {}, "keep-fp32": {"recipe": str(VITB32_KEEP_FP32_RECIPE)}, "fp32": {"quantize": "none"}}
+    return convert_sets(out_root, variants, model="ViT-B-32", pretrained="none", labels=("cat", "dog", "car"),
+                        templates="plain", seed=0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="*", help="android artifact directories (NAME=DIR or DIR), each int8 one "
+                        "with the fp32 export (--quantize none) of the same model among them")
+    parser.add_argument("--tiny", metavar="OUT_ROOT", help="convert the tiny check's sets there first (implies "
+                        "--direct)")
+    parser.add_argument("--vitb32", metavar="OUT_ROOT", help="convert ViT-B-32 (random init) sets there first")
+    parser.add_argument("--cpus", default=",".join(CPU_MODELS), help="qemu CPU models (default: %(default)s)")
+    parser.add_argument("--rows", type=int, default=4, help="input rows per role (default: %(default)s)")
+    parser.add_argument("--direct", action="store_true", help="also gate arm64 vs x86 directly (tiny model)")
+    parser.add_argument("--factor", type=float, default=FACTOR, help="error factor (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel worker processes (default: %(default)s)")
+    parser.add_argument("--python21", help="x86 Python with torch 2.1.0 (default: CLIPKIT_RUNTIME21_PYTHON)")
+    parser.add_argument("--json", help="write the report as JSON here")
+    parser.add_argument("--workdir", help="keep the inputs and every run's outputs (.npz) here")
+    args = parser.parse_args(argv)
+    try:
+        sets: dict[str, Path] = {}
+        if args.tiny:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            sets = tiny_sets(Path(args.tiny))
+            args.direct = True
+        if args.vitb32:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            sets.update({f"vitb32-{k}": v for k, v in vitb32_sets(Path(args.vitb32)).items()})
+        for item in args.dirs:
+            name, _, path = item.rpartition("=")
+            name = name or Path(path).name
+            sets[name if name not in sets else path] = Path(path)   # two ".../out": the second by its path
+        if not sets:
+            parser.error("give --tiny OUT_ROOT or artifact directories")
+        report = run_parity(sets, cpus=tuple(args.cpus.split(",")), rows=args.rows, direct=args.direct,
+                            python21=args.python21, jobs=args.jobs, factor=args.factor,
+                            workdir=Path(args.workdir) if args.workdir else None,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.table)
+    print(f"\n{'PASS' if report.ok else 'FAIL'}; seconds: {report.seconds}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=1, default=float))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
