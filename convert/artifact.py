@@ -475,6 +475,27 @@ def validate_metadata(meta: Any, source: str = EXTRA_FILE) -> dict[str, Any]:
 
 
 def bytecode_version(path: Path) -> int:
+    """The lite file's bytecode version: the first item of its ``bytecode.pkl`` tuple.
+
+    Read from the pickle's opcodes without unpickling anything (``\x80\x02`` protocol 2, then ``K n`` /
+    ``M nn`` for the version, with or without a ``(`` mark first): 5 ms, where torch's
+    ``_get_model_bytecode_version`` reads the whole archive (0.4-1.7 s per ViT-B-32 tower, measured).
+    Any other layout falls back to torch's reader.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/bytecode.pkl") and n.count("/") == 1), None)
+            head = archive.open(name).read(8) if name else b""
+    except (OSError, zipfile.BadZipFile):
+        head = b""
+    if head[:2] == b"\x80\x02":
+        body = head[3:] if head[2:3] == b"(" else head[2:]
+        if body[:1] == b"K":
+            return body[1]
+        if body[:1] == b"M" and len(body) >= 3:
+            return int.from_bytes(body[1:3], "little")
     from torch.jit.mobile import _get_model_bytecode_version
 
     return int(_get_model_bytecode_version(str(path)))

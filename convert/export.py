@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +42,30 @@ def deterministic_scripting():
     """Script so that the same module gives the same archive bytes in any process, at any time.
 
     Two things made ``text_encoder.ptl`` differ between two conversions of the same model (measured,
-    torch 2.12.1; the ``.data/serialization_id`` record is derived from the other records' CRC32s, so it
-    differed only as a consequence):
+    torch 2.12.1; the ``.data/serialization_id`` record is derived from the other records' names and
+    CRC32s, so it differed only as a consequence):
 
     - **Constant order.** TorchScript collects a module class's constants (``__constants__`` and
       ``torch.jit.Final`` attributes) in a Python ``set`` and inserts them in that order into a C++
       ``unordered_map``, whose order is the class header in ``code/``. String hashes are salted per
       process (``PYTHONHASHSEED``), so ``TextEncoder``'s three ``Final`` attributes (every target) and
-      ``LayerNorm``'s three constants (x86, unfrozen) came out in another order in about every other run.
+      ``LayerNorm``'s three constants (x86, unfrozen) came out in another order from run to run.
       While scripting, ``torch.jit._recursive`` sees a ``set`` that iterates sorted.
     - **Mangled class names.** Every scripted class lives in one process-wide compilation unit, which
       renames a second class of the same name ``___torch_mangle_N`` with a process-wide counter; a
-      second conversion in the same process (tests, notebooks, ``--sensitivity``) wrote other names.
+      second conversion in the same process (tests, notebooks) wrote other names.
       Each tower is scripted into a fresh compilation unit and type cache (the module keeps its unit
       alive; ``optimize_for_mobile`` clones into the module's own unit).
 
-    Both patch private names of ``torch.jit`` (pinned torch 2.12.1) and are undone on exit; if a future
-    torch drops them the conversion still works, and ``tests/test_reproducible.py`` fails.
+    Both patch private names of ``torch.jit`` (pinned torch 2.12.1) and are undone on exit; a torch
+    without those names scripts as it always did (and ``tests/test_reproducible.py`` fails).
     """
     from torch.jit import _recursive, _state
 
+    if not (hasattr(_state, "_python_cu") and all(
+            hasattr(_recursive, name) for name in ("_python_cu", "concrete_type_store", "ConcreteTypeStore"))):
+        yield
+        return
     saved = (_state._python_cu, _recursive._python_cu, _recursive.concrete_type_store)
     had_set = "set" in vars(_recursive)
     old_set = vars(_recursive).get("set")
@@ -133,9 +138,56 @@ def backport(path: Path, to_version: int) -> int:
                 f"bytecode_version={to_version}: torch cannot backport {path.name} that far "
                 f"(valid: {ANDROID_RUNTIME_BYTECODE[0]}..{current})"
             )
+        canonical_storage_names(tmp)
 
     atomic_write(path, write)
     return bytecode_version(path)
+
+
+def _pickle_strings(key: str) -> tuple[bytes, bytes]:
+    raw = key.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw, b"\x8c" + struct.pack("<B", len(raw)) + raw
+
+
+def canonical_storage_names(path: str | Path) -> bool:
+    """Rename the constant storages of a backported lite archive ``0.storage, 1.storage, ...`` in record
+    order.
+
+    ``_backport_for_mobile`` names each constant storage ``constants/<address>.storage`` after the
+    tensor's memory address (e.g. ``94188251343168``), so a backported file differed in every run. The
+    names (``<address>.storage``) are the persistent ids pickled in ``constants.pkl`` / ``bytecode.pkl``
+    (protocol-2 unicode strings, replaced with their length prefix). The archive is rewritten by torch's own writer (64-byte
+    record alignment, CRC32s, a serialization id derived from the records); its other records are kept
+    byte for byte and in order. Returns whether anything was renamed.
+    """
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        top = names[0].split("/", 1)[0] + "/"
+        records = [(name[len(top):], archive.read(name)) for name in names]
+    storage = re.compile(r"constants/(\d+\.storage)")
+    keys = [m.group(1) for name, _ in records if (m := storage.fullmatch(name))]
+    mapping = {key: f"{i}.storage" for i, key in enumerate(keys)}
+    if all(old == new for old, new in mapping.items()):
+        return False
+    encoded = {}
+    for old, new in mapping.items():
+        for a, b in zip(_pickle_strings(old), _pickle_strings(new)):
+            encoded[a] = b
+    pattern = re.compile(b"|".join(re.escape(k) for k in sorted(encoded, key=len, reverse=True)))
+    writer = torch._C.PyTorchFileWriter(str(path))
+    for name, data in records:
+        if name == ".data/serialization_id":
+            continue  # the writer derives a new one from the records
+        if (m := storage.fullmatch(name)) is not None:
+            name = f"constants/{mapping[m.group(1)]}"
+        elif name.endswith(".pkl"):
+            data = pattern.sub(lambda hit: encoded[hit.group(0)], data)
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    return True
 
 
 def operator_names(module: torch.jit.ScriptModule) -> list[str]:

@@ -37,10 +37,12 @@ class ZeroShotHead(nn.Module):
 
 
 def _named_templates(name: str) -> list[Template]:
-    from open_clip import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+    if name == "plain":
+        return ["a photo of a {}."]
+    from .load import open_clip_submodule  # open_clip's templates without importing the whole package
 
-    return {"openai": list(OPENAI_IMAGENET_TEMPLATES), "simple": list(SIMPLE_IMAGENET_TEMPLATES),
-            "plain": ["a photo of a {}."]}[name]
+    meta = open_clip_submodule("zero_shot_metadata")
+    return list(meta.OPENAI_IMAGENET_TEMPLATES if name == "openai" else meta.SIMPLE_IMAGENET_TEMPLATES)
 
 
 def load_templates(spec: str) -> tuple[str, list[Template]]:

@@ -14,6 +14,38 @@ from .config import BUILTIN_MODEL, ConvertConfig, build_config
 from .errors import CheckpointError, ModelError, close_matches, one_line
 
 
+def open_clip_dir() -> Path:
+    """open_clip's package folder, found without importing the package (its ``__init__`` builds the model
+    registry and imports everything: ~3.4 s measured, which a cached ``search`` query must not pay)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("open_clip is not installed (pip install open_clip_torch)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def open_clip_submodule(name: str):
+    """``open_clip/<name>.py`` (``tokenizer``, ``zero_shot_metadata``) as a stand-alone module, without the
+    package; open_clip's own module when the package is already imported (same code)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if f"open_clip.{name}" in sys.modules:
+        return sys.modules[f"open_clip.{name}"]
+    alias = f"_clipkit_open_clip_{name}"
+    if alias not in sys.modules:
+        spec = importlib.util.spec_from_file_location(alias, open_clip_dir() / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError:  # a future open_clip whose module imports its package: slower, same code
+            module = importlib.import_module(f"open_clip.{name}")
+        sys.modules[alias] = module
+    return sys.modules[alias]
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """The fp32 reference model with what a device needs to feed it."""

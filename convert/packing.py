@@ -27,16 +27,23 @@ class FirstCallPackedLinear(nn.Module):
 
     packed: Optional[torch.classes.quantized.LinearPackedParamsBase]
 
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], reduce_range: bool = True) -> None:
         super().__init__()
         self.weight = weight
         self.bias = bias
         self.packed = None
+        # 7-bit activations, as torch.ao's dynamic Linear (module version 4) asks for: fbgemm's AVX2 kernels
+        # add pairs of uint8 x int8 products in int16 and saturate on 8-bit activations. False only where
+        # the CPU sums in int32 (see convert.quantize.use_full_range).
+        self.reduce_range = reduce_range
 
     @classmethod
     def from_dynamic(cls, module: nn.Module) -> "FirstCallPackedLinear":
         weight, bias = module._weight_bias()
-        return cls(weight, None if bias is None else bias.detach())
+        # As torch.ao's forward decides: version 4 passes reduce_range=True, older ones (and drop_reduce_range's
+        # version 3) pass nothing, i.e. False.
+        reduce_range = module.version is not None and module.version >= 4
+        return cls(weight, None if bias is None else bias.detach(), reduce_range=reduce_range)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed = self.packed
@@ -44,9 +51,7 @@ class FirstCallPackedLinear(nn.Module):
             packed = torch.ops.quantized.linear_prepack(self.weight, self.bias)
             self.packed = packed
             self.weight = torch.empty(0)
-        # reduce_range=True as torch.ao's dynamic Linear passes it: fbgemm's AVX2 kernels need 7-bit
-        # activations to avoid int16 saturation (qnnpack ignores the flag).
-        return torch.ops.quantized.linear_dynamic(x, packed, True)
+        return torch.ops.quantized.linear_dynamic(x, packed, self.reduce_range)
 
 
 def defer_packing(tower: nn.Module) -> int:

@@ -211,11 +211,10 @@ def class_cache_key(artifacts, labels: Sequence[str], templates: str) -> str | N
     """
     from convert.artifact import KIT_VERSION
     from convert.config import TEMPLATE_SETS
-
-    from .tokenizer import _open_clip_dir
+    from convert.load import open_clip_dir
 
     if templates in TEMPLATE_SETS:
-        source = _open_clip_dir() / "zero_shot_metadata.py"
+        source = open_clip_dir() / "zero_shot_metadata.py"
         tmpl = ["named", templates, KIT_VERSION, hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None]
     else:
         try:

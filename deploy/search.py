@@ -82,16 +82,19 @@ def remove_stale_indexes(path: Path, folder: Path, artifacts_dir: Path) -> list[
     Returns the deleted paths."""
     folder, artifacts_dir = str(folder.resolve()), str(Path(artifacts_dir).resolve())
     removed = []
-    for other in sorted(path.parent.glob(f"{_folder_key(Path(folder))}-*.pt")):
+    ours = sorted(path.parent.glob(f"{_folder_key(Path(folder))}-*.pt"))
+    # The first naming (sha256(folder|artifacts)[:20].pt) is never read again: those of this folder go too.
+    legacy = [p for p in sorted(path.parent.glob("*.pt")) if len(p.stem) == 20 and "-" not in p.stem]
+    for other in ours + legacy:
         if other == path:
             continue
         try:
             data = torch.load(other, map_location="cpu", weights_only=True, mmap=True)
             same_folder = isinstance(data, dict) and data.get("folder") == folder
-            stale = same_folder and (data.get("artifacts_dir") == artifacts_dir
+            stale = same_folder and (other in legacy or data.get("artifacts_dir") == artifacts_dir
                                      or not _artifacts_live(data.get("artifacts_dir"), data.get("artifact_sha")))
         except Exception:  # noqa: BLE001 - an unreadable index of this folder is of no use to anyone
-            stale = True
+            stale = other not in legacy  # (an unreadable legacy file may be another folder's: left alone)
         if stale:
             other.unlink(missing_ok=True)
             removed.append(other)

@@ -13,10 +13,8 @@ only ``ftfy``, ``regex`` and ``torch``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,37 +23,13 @@ import torch
 
 from convert.artifact import sha256_of
 from convert.errors import ArtifactError, ConfigError
+from convert.load import open_clip_dir, open_clip_submodule
 
 VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
 
 
-def _open_clip_dir() -> Path:
-    """open_clip's package folder, found without importing the package."""
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise ArtifactError("open_clip is not installed (pip install open_clip_torch)")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def open_clip_tokenizer_module():
-    """open_clip's ``tokenizer.py`` as a stand-alone module (see the module docstring); the package's
-    own ``open_clip.tokenizer`` when it is already imported (same code)."""
-    if "open_clip.tokenizer" in sys.modules:
-        return sys.modules["open_clip.tokenizer"]
-    name = "_clipkit_open_clip_tokenizer"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _open_clip_dir() / "tokenizer.py")
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except ImportError:  # a future open_clip whose tokenizer.py imports its package: slower, same tokens
-            import open_clip.tokenizer as module
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def default_vocab_path() -> Path:
-    return _open_clip_dir() / VOCAB_NAME
+    return open_clip_dir() / VOCAB_NAME
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -69,7 +43,7 @@ class KitTokenizer:
     """Tokens ``[N, context_length]`` int64 for a list of texts, per the manifest's tokenizer block."""
 
     def __init__(self, block: dict[str, Any], vocab_path: str | Path | None = None) -> None:
-        module = open_clip_tokenizer_module()
+        module = open_clip_submodule("tokenizer")
         self.block = dict(block)
         self.context_length = int(block["context_length"])
         vocab = Path(vocab_path) if vocab_path else default_vocab_path()
@@ -133,7 +107,7 @@ def export_vocab(dest: str | Path, manifest: dict[str, Any] | None = None, sourc
     if src.resolve() != dest.resolve():
         shutil.copyfile(src, dest)
     digest = sha256_of(dest)
-    size = len(open_clip_tokenizer_module().SimpleTokenizer(bpe_path=str(dest)).encoder)
+    size = len(open_clip_submodule("tokenizer").SimpleTokenizer(bpe_path=str(dest)).encoder)
     info = {"file": dest.name, "vocab_id": f"openai-clip-bpe-{size}", "vocab_size": size,
             "bytes": dest.stat().st_size, "sha256": digest, "format": "bpe-merges-gz"}
     if manifest is not None:

@@ -7,8 +7,8 @@ import os
 
 import pytest
 import torch
-from _deploy_helpers import converted, copy_artifacts, edit_manifest, shape_images
 
+from _deploy_helpers import converted, copy_artifacts, edit_manifest, shape_images
 from deploy.__main__ import main
 
 
@@ -31,6 +31,9 @@ def run_json(capsys, argv):
 def test_classify_table(art, imgs, capsys):
     assert main(["classify", str(imgs[0]), "--artifacts", str(art), "--topk", "3"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"{imgs[0]}: ") and out.count("\n") == 1 and out.count(", ") == 2  # one line, top-3
+    assert main(["classify", str(imgs[0]), "--artifacts", str(art), "--topk", "3", "--verbose"]) == 0
+    out = capsys.readouterr().out
     assert "probability" in out and str(imgs[0].name) in out
 
 
@@ -47,7 +50,7 @@ def test_classify_json_head_lite_and_jit_agree(art, imgs, capsys):
 def test_classify_custom_labels_unicode_and_truncation(art, imgs, capsys):
     labels = "red circle,chat noir 🐈,東京タワー," + "a " + "very " * 40 + "long label"
     code, data, err = run_json(capsys, ["classify", str(imgs[0]), "--artifacts", str(art), "--labels", labels,
-                                        "--templates", "plain"])
+                                        "--templates", "plain", "--topk", "4"])
     assert code == 0
     assert {t["label"] for t in data["results"][0]["top"]} >= {"chat noir 🐈", "東京タワー"}
     assert "truncated" in err and "32-token context" in err
