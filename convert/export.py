@@ -13,6 +13,7 @@ Targets:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import struct
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 
 import torch
 
-from .artifact import EXTRA_FILE, atomic_write, bytecode_version
+from .artifact import EXTRA_FILE, bytecode_version
 from .errors import ExportError, one_line
+from .files import atomic_write, atomic_write_bytes
 
 # pytorch_android_lite 2.1.0, the last Android runtime release, loads bytecode v4..v9.
 ANDROID_RUNTIME_BYTECODE = (4, 9)
@@ -105,16 +107,33 @@ def optimize_tower(scripted: torch.jit.ScriptModule, target: str, role: str) -> 
         raise ExportError(f"{role}: optimize_for_mobile failed: {one_line(exc)}") from None
 
 
+# Both savers serialize into memory and write with Python's checked I/O (convert.files.atomic_write_bytes):
+# torch's C++ file writer aborts the whole process (SIGABRT, no cleanup) when the disk fills mid-save.
+# In-memory archives name their top-level folder "archive/" instead of the file's stem; readers look
+# for "*/extra/clip_kit.json" and "*/bytecode.pkl", so nothing depends on that name.
 def save_lite(module: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> None:
     """Save for the lite interpreter with the kit's metadata embedded as ``clip_kit.json``."""
     extra = {EXTRA_FILE: json.dumps(metadata, sort_keys=True)}
-    atomic_write(path, lambda tmp: module._save_for_lite_interpreter(tmp, _extra_files=extra))
+    atomic_write_bytes(path, _serialize(lambda: module._save_to_buffer_for_lite_interpreter(_extra_files=extra)))
 
 
 def save_torchscript(module: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> None:
     """Save the TorchScript (full JIT) twin with the same embedded metadata."""
     extra = {EXTRA_FILE: json.dumps(metadata, sort_keys=True)}
-    atomic_write(path, lambda tmp: torch.jit.save(module, tmp, _extra_files=extra))
+
+    def to_bytes() -> bytes:
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer, _extra_files=extra)
+        return buffer.getvalue()
+
+    atomic_write_bytes(path, _serialize(to_bytes))
+
+
+def _serialize(save) -> bytes:
+    try:
+        return save()
+    except RuntimeError as exc:
+        raise ExportError(f"cannot serialize: {one_line(exc)}") from None
 
 
 def backport(path: Path, to_version: int) -> int:

@@ -367,7 +367,7 @@ def reference_config(manifest: dict[str, Any], checkpoint: str | None = None) ->
     if checkpoint:
         _check_checkpoint_file(checkpoint)
         if want_sha:
-            from .artifact import sha256_of
+            from .files import sha256_of
 
             got = sha256_of(Path(checkpoint))
             if got != want_sha:

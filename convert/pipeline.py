@@ -26,19 +26,10 @@ import torch
 import yaml
 
 from . import export
-from .artifact import (
-    atomic_write,
-    build_manifest,
-    current_umask,
-    file_entry,
-    io_specs,
-    require_target,
-    sha256_of,
-    versions,
-    write_manifest,
-)
+from .artifact import build_manifest, file_entry, io_specs, require_target, versions, write_manifest
 from .config import BUILTIN_MODEL, ConvertConfig
 from .errors import OutputError, one_line
+from .files import atomic_write, current_umask, sha256_of
 from .head import ZeroShotHead, build_class_embeddings, load_templates
 from .load import LoadedModel, load_model
 from .metrics import compare, tensor_bytes

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifact import atomic_write
 from .config import BUILTIN_MODEL, ConvertConfig, QuantConfig
 from .errors import ConfigError
+from .files import atomic_write
 from .load import load_model
 from .metrics import compare
 from .probes import probe_images, probe_texts

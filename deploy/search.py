@@ -24,8 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from convert.artifact import torch_save_atomic
 from convert.errors import ConfigError, OutputError
+from convert.files import torch_save_atomic
 
 from .artifacts import load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from convert.artifact import sha256_of
 from convert.errors import ArtifactError, ConfigError
+from convert.files import sha256_of
 from convert.load import open_clip_dir, open_clip_submodule
 
 VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"

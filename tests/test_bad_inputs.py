@@ -33,16 +33,10 @@ import yaml
 
 from _deploy_helpers import converted, copy_artifacts, shape_images
 from convert import build_config
-from convert.artifact import (
-    atomic_write,
-    atomic_write_bytes,
-    torch_save_atomic,
-    validate_manifest,
-    verify_all,
-    verify_artifacts,
-)
+from convert.artifact import validate_manifest, verify_all, verify_artifacts
 from convert.config import ConvertConfig, QuantConfig, read_labels
 from convert.errors import ArtifactError, ConfigError, KitError, LabelsError, OutputError
+from convert.files import atomic_write, atomic_write_bytes, torch_save_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--model", "kit-tiny-clip", "--pretrained", "none", "--templates", "plain", "--labels", "a,b"]
@@ -880,9 +874,6 @@ def test_device_wrappers_refuse_tampered_and_x86_artifacts(convert_tiny, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="convert/export.py still saves through torch's C++ file writer, which aborts (SIGABRT) "
-                          "on ENOSPC; saving to memory and writing with convert.artifact.atomic_write_bytes fixes it",
-                   strict=False)
 def test_disk_full_inside_torchs_writer_is_one_line(small_fs, tmp_path):
     """Past the free-space check (bypassed), the disk fills while a tower is saved."""
     code = ("import sys; from convert import pipeline; pipeline.space_needed = lambda c, l: (0, 0); "
