@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from convert.artifact import verify_all
 from convert.export import load_lite
 
 OLD_PYTHON = os.environ.get("CLIPKIT_RUNTIME21_PYTHON")
@@ -39,7 +40,7 @@ def _inputs(manifest):
 ], ids=["android", "android-truncate-text", "x86-pack-load", "x86-pack-first-call"])
 def test_artifacts_run_in_the_android_runtime_version(convert_tiny, tmp_path, options):
     result = convert_tiny(**options)
-    manifest = result.manifest
+    manifest = verify_all(result.out_dir)  # the torch-only runner below trusts its files: verify them first
     inputs = _inputs(manifest)
     np.savez(tmp_path / "in.npz", **{k: v.numpy() for k, v in inputs.items()})
     proc = subprocess.run([OLD_PYTHON, str(SCRIPT), str(result.out_dir), str(tmp_path / "in.npz"),
