@@ -6,8 +6,8 @@ from collections import defaultdict
 import pytest
 import torch
 import yaml
-from conftest import lite_zip_storages
 
+from conftest import lite_zip_storages
 from convert.artifact import bytecode_version, read_metadata
 from convert.export import load_lite
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from _deploy_helpers import converted, copy_artifacts, edit_manifest
 
+from _deploy_helpers import converted, copy_artifacts, edit_manifest
 from convert.artifact import verify_all
 from convert.errors import ArtifactError
 from deploy.artifacts import load_artifacts

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from _deploy_helpers import converted, shape_images
 
+from _deploy_helpers import converted, shape_images
 from convert.config import build_config, load_recipe
 from deploy.__main__ import main
 

@@ -4,8 +4,8 @@ from collections import defaultdict
 
 import pytest
 import torch
-from conftest import lite_zip_storages
 
+from conftest import lite_zip_storages
 from convert import build_config
 from convert.pipeline import convert
 
