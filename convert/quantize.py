@@ -172,7 +172,7 @@ def drop_reduce_range(tower: nn.Module) -> int:
 # products in int32; its AVX2 and AVX512 kernels add neighbouring pairs in int16 (vpmaddubsw), which
 # saturates unless activations are 7-bit (reduce_range). fbgemm has no AVX-VNNI (VEX) kernels, so
 # ``avx_vnni`` alone does not help. Measured on an AVX2 EPYC with reduce_range=False: the ViT-B-32 x86
-# image tower's cosine falls from 0.9996 to 0.9599 (text 0.9980 -> 0.9969).
+# image tower's cosine falls from 0.9996 to 0.9600 (text 0.9980 -> 0.9970).
 FULL_RANGE_CPU_FLAGS = {"fbgemm": ("avx512_vnni",), "x86": ("avx512_vnni",)}
 
 
@@ -201,10 +201,11 @@ def use_full_range(tower: nn.Module, engine: str, flags: set[str] | None = None)
     """Make every dynamic int8 Linear of ``tower`` quantize activations to 8 bits (``reduce_range=False``).
 
     An 8-bit activation grid halves the rounding step of the default 7-bit one: on ViT-B-32 (x86 recipe,
-    the probe inputs, one input at a time; exact int32 sums emulated) the image cosine goes 0.99964 ->
-    0.99987 and the text cosine 0.99799 -> 0.99920. Refused (:class:`ConfigError`) unless this CPU has
-    one of :func:`full_range_requirement`'s flags: the artifact then needs them wherever it runs, so
-    record that requirement beside it. Returns how many modules were changed.
+    the probe inputs, one input at a time; exact int32 sums emulated) the image cosine goes 0.99963 ->
+    0.99985 and the text cosine 0.99805 -> 0.99910 (benchmarks/results/profile/activation_bits.py).
+    Refused (:class:`ConfigError`) unless this CPU has one of :func:`full_range_requirement`'s flags: the
+    artifact then needs them wherever it runs, so record that requirement beside it. Returns how many
+    modules were changed.
     """
     from .errors import ConfigError
     from .packing import FirstCallPackedLinear

@@ -315,7 +315,7 @@ def test_out_symlink_loop(run_cli, tmp_path):
 def test_a_second_conversion_into_a_locked_output_is_refused(run_cli, tmp_path):
     """Two conversions into one --out: the second is refused at once (the first holds the output's lock),
     and the first's output is untouched."""
-    from convert.pipeline import lock_path, output_lock
+    from convert.output import lock_path, output_lock
 
     out, before = existing_output(tmp_path)
     with output_lock(out.resolve()):  # what a running conversion holds
@@ -493,7 +493,9 @@ def test_disk_full_for_python_writes_on_a_small_file_system(run_cli, small_fs, m
     def big(staging, config):
         atomic_write_bytes(staging / "image_encoder.ptl", b"\0" * (4 << 20))
 
-    monkeypatch.setattr(pipeline, "space_needed", lambda config, loaded: (0, 0))
+    from convert import output
+
+    monkeypatch.setattr(output, "space_needed", lambda config, loaded: (0, 0))
     monkeypatch.setattr(pipeline, "_convert_into", fake_stages(also=big))
     one_line(*run_cli(*TINY, "--out", small_fs / "o", "--quiet")[::2], "No space left on device")
     assert list(small_fs.iterdir()) == []
@@ -876,7 +878,7 @@ def test_device_wrappers_refuse_tampered_and_x86_artifacts(convert_tiny, tmp_pat
 @pytest.mark.slow
 def test_disk_full_inside_torchs_writer_is_one_line(small_fs, tmp_path):
     """Past the free-space check (bypassed), the disk fills while a tower is saved."""
-    code = ("import sys; from convert import pipeline; pipeline.space_needed = lambda c, l: (0, 0); "
+    code = ("import sys; from convert import output; output.space_needed = lambda c, l: (0, 0); "
             "from convert.cli import main; sys.exit(main(sys.argv[1:]))")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", code, *TINY, "--out", str(small_fs / "o"), "--quiet"],
