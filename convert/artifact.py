@@ -278,6 +278,21 @@ def _mixed(path: Path, meta: dict[str, Any], manifest: dict[str, Any]) -> Artifa
                          f"directory; reconvert with --target {manifest['target']}")
 
 
+def require_cpu(manifest: dict[str, Any], flags: set[str] | None = None) -> None:
+    """Refuse artifacts whose ``runtime.requires_cpu_flags_any`` this CPU lacks (``--full-range``)."""
+    needed = ((manifest.get("runtime") or {}) if isinstance(manifest.get("runtime"), dict) else {}).get(
+        "requires_cpu_flags_any")
+    if not needed:
+        return
+    from .quantize import cpu_flags
+
+    have = cpu_flags() if flags is None else flags
+    if not have.intersection(needed):
+        raise ArtifactError(f"these artifacts quantize activations to 8 bits and need a CPU with "
+                            f"{' or '.join(map(str, needed))}; this one has none (its int8 sums would saturate): "
+                            "reconvert without --full-range")
+
+
 def host_target() -> str | None:
     """The target whose artifacts this machine runs natively (arm64 hosts run qnnpack: android)."""
     machine = platform.machine().lower()
@@ -322,6 +337,7 @@ def verify_artifacts(directory: str | Path, roles: tuple[str, ...] | None = None
     manifest = read_manifest(directory, check_versions=check_versions)
     if host_target() == "android":
         require_target(manifest, "android", f"this {platform.machine()} machine")
+    require_cpu(manifest)
     entries = [e for e in manifest["files"] if e["role"] in MODEL_ROLES and e["format"] in formats
                and (roles is None or e["role"] in roles)]
     if require_image and (roles is None or "image_encoder" in roles) and not any(

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate-text", action="store_true", default=None, help=(
         "the text encoder computes only up to the batch's last end-of-text token (causal text towers: the "
         "fp32 result is the same; a short prompt runs several times faster)"))
+    p.add_argument("--full-range", action="store_true", default=None, help=(
+        "x86 (fbgemm): 8-bit instead of 7-bit activations, about half the int8 error; the artifacts then need "
+        "a CPU with AVX512-VNNI (refused elsewhere, recorded in the manifest)"))
     p.add_argument("--install-to", metavar="APP_DIR", help="copy the artifacts into the android_demo app's assets")
     p.add_argument("--sensitivity", type=int, metavar="K", help=(
         "instead of converting: quantize one module group at a time, rank the groups by the error they "

@@ -78,6 +78,8 @@ class QuantConfig:
     projection: str = "int8"
     keep_fp32: tuple[str, ...] = ()
     per_tensor: tuple[str, ...] = ()
+    # 8-bit activations on fbgemm (reduce_range off): needs a CPU with AVX512-VNNI to run (convert.quantize).
+    full_range: bool = False
 
     def __post_init__(self) -> None:
         _choice("quantize", self.mode, QUANTIZE_MODES)
@@ -128,6 +130,7 @@ class ConvertConfig:
     install_to: str | None = None
     pack: str | None = None
     truncate_text: bool = False
+    full_range: bool = QuantConfig.full_range
     # The recipe the config was built from (a built-in name or a file's stem); names the default --out.
     recipe: str | None = None
 
@@ -135,7 +138,7 @@ class ConvertConfig:
         # Types first (a recipe's `force: "false"` is a true string: it once replaced a user's output).
         for name in ("out", "checkpoint", "install_to", "templates"):
             object.__setattr__(self, name, _path_or_none(name, getattr(self, name), _PATH_FIELDS[name]))
-        for name in ("force", "also_pt", "truncate_text"):
+        for name in ("force", "also_pt", "truncate_text", "full_range"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__})")
@@ -153,6 +156,9 @@ class ConvertConfig:
         if self.pack is None:
             object.__setattr__(self, "pack", DEFAULT_PACK[self.target])
         _choice("pack", self.pack, PACK_MODES)
+        if self.full_range and self.engine != "fbgemm":
+            raise ConfigError(f"full_range needs engine fbgemm, not {self.engine!r}: qnnpack already quantizes "
+                              "activations to 8 bits")
         if self.pack == "first-call" and self.target != "x86":
             raise ConfigError(
                 f"pack='first-call' needs target x86, not {self.target!r}: android artifacts are frozen by "
@@ -211,7 +217,7 @@ class ConvertConfig:
         return QuantConfig(
             mode=self.quantize, engine=self.engine, weights=self.weights, attention=self.attention,
             embedding=self.embedding, patch=self.patch, projection=self.projection,
-            keep_fp32=self.keep_fp32, per_tensor=self.per_tensor,
+            keep_fp32=self.keep_fp32, per_tensor=self.per_tensor, full_range=self.full_range,
         )
 
     @property

@@ -38,7 +38,7 @@ from .output import (
     signals_deferred,
 )
 from .probes import probe_images, probe_texts
-from .quantize import set_engine
+from .quantize import full_range_requirement, set_engine
 from .torchcheck import check_torch
 from .towers import build_towers
 from .verify import Reference, enforce_floor, verify_lite
@@ -149,6 +149,7 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         preprocess=loaded.preprocess, tokenizer=loaded.tokenizer, zero_shot=zero_shot, files=files,
         fidelity=fidelity, bytecode=bytecode,
         quantized={role: report.to_dict() for role, report in towers.reports.items()},
+        runtime=runtime_requirements(config),
     )
     write_manifest(staging, manifest)
     enforce_floor(fidelity, config.min_cosine)
@@ -229,6 +230,14 @@ def summary_rows(files: list[dict[str, Any]], fidelity: dict[str, Any], fp32_byt
         rows.append({"role": role, "file": entry["file"], "bytes": entry["bytes"], "fp32_bytes": fp32,
                      "ratio": entry["bytes"] / fp32 if fp32 else None, **fidelity.get(role, {})})
     return rows
+
+
+def runtime_requirements(config: ConvertConfig) -> dict[str, Any] | None:
+    """What a machine needs to run the artifacts, beyond torch: 8-bit fbgemm activations need one of these
+    CPU flags (the loaders refuse elsewhere: the int16 sums would saturate silently)."""
+    if not config.full_range:
+        return None
+    return {"requires_cpu_flags_any": full_range_requirement(config.engine)}
 
 
 def _recorded_config(config: ConvertConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from .attention import unfold_attention
 from .config import QuantConfig
 from .errors import ModelError
 from .packing import defer_packing
-from .quantize import QuantReport, check_patterns, quantize_tower
+from .quantize import QuantReport, check_patterns, quantize_tower, use_full_range
 
 ENCODER_ROLES = ("image_encoder", "text_encoder")
 
@@ -248,4 +248,6 @@ def build_towers(model: nn.Module, quant: QuantConfig, roles: tuple[str, ...] = 
             towers.modules[role], towers.reports[role] = quantize_tower(tower, quant, role)
             if pack == "first-call":
                 defer_packing(towers.modules[role])
+            if quant.full_range:  # refused on a CPU that would saturate (it could not verify the result)
+                use_full_range(towers.modules[role], quant.engine)
     return towers

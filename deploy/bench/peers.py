@@ -14,7 +14,8 @@ from typing import Any
 
 from convert.errors import KitError
 
-ONNX_EXPORT = "torch.onnx.export(dynamo=False, opset 17) of the fp32 towers + onnxruntime.quantization.quantize_dynamic(QInt8)"
+ONNX_EXPORT = ("torch.onnx.export(dynamo=False, opset 17) of the fp32 towers + onnxruntime.quantization.quantize_dynamic"
+               "(QInt8, reduce_range on CPUs without VNNI)")
 
 
 def ort_session(path: str, threads: int):
@@ -32,6 +33,16 @@ def ort_session(path: str, threads: int):
     return session, {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "allow_spinning": spinning,
                      "graph_optimization_level": str(opts.graph_optimization_level), "onnxruntime": ort.__version__,
                      "providers": session.get_providers()}
+
+
+def ort_reduce_range() -> bool:
+    """7-bit activations for the ORT peer on CPUs without VNNI, as fbgemm does for the kit: its u8 x s8 pair
+    sums saturate in int16 there too (measured on this AVX2 CPU, ViT-B-32 image tower: ORT QInt8 cosine
+    0.9618 against fp32, 0.9996 with reduce_range, at the same speed). A peer that answers wrongly is not
+    a fair peer."""
+    from convert.quantize import cpu_flags
+
+    return not ({"avx512_vnni", "avx_vnni"} & cpu_flags())
 
 
 def require_onnxruntime() -> None:
@@ -76,7 +87,7 @@ def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], o
         with torch.no_grad():
             torch.onnx.export(module.eval(), (x,), str(fp32), dynamo=False, opset_version=17,
                               input_names=[shapes[role][0]["name"]], output_names=["output"])
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, reduce_range=ort_reduce_range())
         result[role] = (int8, int8.stat().st_size)
     return result
 
