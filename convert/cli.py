@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack", choices=PACK_MODES, help=(
         "when int8 weights are packed for the engine: at load, or on the first call (x86 only, and its "
         "default: the load only reads the file and memory never holds two copies of every weight)"))
-    p.add_argument("--truncate-text", action="store_true", default=None, help=(
-        "the text encoder computes only up to the batch's last end-of-text token (causal text towers: the "
-        "fp32 result is the same; a short prompt runs several times faster)"))
+    p.add_argument("--truncate-text", action=argparse.BooleanOptionalAction, default=None, help=(
+        "the text encoder computes only up to the batch's last end-of-text token (default: on for causal text "
+        "towers pooled at it, where the fp32 result is the same; a short prompt runs several times faster)"))
     p.add_argument("--full-range", action="store_true", default=None, help=(
         "x86 (fbgemm): 8-bit instead of 7-bit activations, about half the int8 error; the artifacts then need "
         "a CPU with AVX512-VNNI (refused elsewhere, recorded in the manifest)"))

@@ -129,7 +129,8 @@ class ConvertConfig:
     seed: int = 0
     install_to: str | None = None
     pack: str | None = None
-    truncate_text: bool = False
+    # None: on where it is exact in fp32 (causal text towers pooled at the end-of-text token), else off.
+    truncate_text: bool | None = None
     full_range: bool = QuantConfig.full_range
     # The recipe the config was built from (a built-in name or a file's stem); names the default --out.
     recipe: str | None = None
@@ -140,7 +141,7 @@ class ConvertConfig:
             object.__setattr__(self, name, _path_or_none(name, getattr(self, name), _PATH_FIELDS[name]))
         for name in ("force", "also_pt", "truncate_text", "full_range"):
             value = getattr(self, name)
-            if not isinstance(value, bool):
+            if not isinstance(value, bool) and not (name == "truncate_text" and value is None):
                 raise ConfigError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__})")
         if self.labels is not None and (isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple))):
             raise ConfigError(f"labels={self.labels!r} must be a list of class names, a labels file or comma-separated names")

@@ -145,7 +145,8 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     fidelity = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
     files += write_side_files(staging, ops, loaded)
     manifest = build_manifest(
-        model=meta["model"], target=config.target, engine=config.engine, config=_recorded_config(config),
+        model=meta["model"], target=config.target, engine=config.engine,
+        config=dict(_recorded_config(config), truncate_text=towers.fp32["text_encoder"].truncate),
         preprocess=loaded.preprocess, tokenizer=loaded.tokenizer, zero_shot=zero_shot, files=files,
         fidelity=fidelity, bytecode=bytecode,
         quantized={role: report.to_dict() for role, report in towers.reports.items()},

@@ -178,9 +178,10 @@ def build_image_encoder(model: nn.Module, attention: bool = True, patch: bool = 
     return ImageEncoder(visual, proj).eval()
 
 
-def build_text_encoder(model: nn.Module, attention: bool = True, truncate: bool = False) -> TextEncoder:
+def build_text_encoder(model: nn.Module, attention: bool = True, truncate: bool | None = False) -> TextEncoder:
     """A deep-copied, fp32 text tower (open_clip ``CLIP`` or ``CustomTextCLIP`` with a TextTransformer);
-    ``truncate`` skips the padding after the last end-of-text token (see :class:`TextEncoder`)."""
+    ``truncate`` skips the padding after the last end-of-text token (see :class:`TextEncoder`); ``None``
+    does so exactly where that is exact in fp32 (a causal tower pooled at its end-of-text token)."""
     text = getattr(model, "text", None)
     if text is not None:
         from open_clip.transformer import TextTransformer
@@ -195,6 +196,8 @@ def build_text_encoder(model: nn.Module, attention: bool = True, truncate: bool 
     transformer = copy.deepcopy(owner.transformer)
     if attention:
         unfold_attention(transformer)
+    if truncate is None:  # the default: wherever it is exact in fp32
+        truncate = pool_type in ("argmax", "eos") and owner.attn_mask is not None and is_causal_mask(owner.attn_mask)
     return TextEncoder(
         token_embedding=copy.deepcopy(owner.token_embedding),
         positional_embedding=owner.positional_embedding,
@@ -220,7 +223,7 @@ class Towers:
 
 
 def build_towers(model: nn.Module, quant: QuantConfig, roles: tuple[str, ...] = ENCODER_ROLES, *,
-                 truncate_text: bool = False, pack: str = "load", quantize: bool = True) -> Towers:
+                 truncate_text: bool | None = False, pack: str = "load", quantize: bool = True) -> Towers:
     """The one recipe -> towers function: wrap ``model``'s encoders per ``quant`` and quantize them.
 
     Used by the converter, sensitivity analysis, the bench's eager variants, the ONNX peer and the

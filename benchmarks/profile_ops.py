@@ -1,13 +1,13 @@
 """Where a tower's time goes: torch profiler over the lite (``.ptl``) towers against ONNX Runtime's profiler.
 
-    PYTHONPATH=. python benchmarks/profile.py DIR [--convert "--recipe x86 --model ViT-B-32 --pretrained none"]
+    PYTHONPATH=. python benchmarks/profile_ops.py DIR [--convert "--recipe x86 --model ViT-B-32 --pretrained none"]
         [--roles image_encoder text_encoder] [--threads 2] [--iters 10] [--warmup 3] [--also-pt]
         [--engine ENGINE] [--no-onnx] [--ort-spinning] [--top 12] [--markdown FILE] [--json FILE]
 
-    PYTHONPATH=. python benchmarks/profile.py --compare LABEL=DIR [LABEL=DIR ...] [--engines fbgemm x86]
+    PYTHONPATH=. python benchmarks/profile_ops.py --compare LABEL=DIR [LABEL=DIR ...] [--engines fbgemm x86]
         [--env "LABEL:VAR=VALUE ..."] [--onnx-models LABEL=DIR] [--roles ...] [--repeats 5] [--iters 20]
 
-    PYTHONPATH=. python benchmarks/profile.py --fidelity LABEL=DIR [LABEL=DIR ...] [--onnx-models LABEL=ONNXDIR@DIR]
+    PYTHONPATH=. python benchmarks/profile_ops.py --fidelity LABEL=DIR [LABEL=DIR ...] [--onnx-models LABEL=ONNXDIR@DIR]
 
 ``DIR`` is an artifact directory (``python -m convert ... --out DIR``); with ``--convert ARGS`` and no
 manifest in ``DIR`` the conversion is run first (``python -m convert ARGS --out DIR``).
@@ -45,22 +45,19 @@ time (as a device runs them); ONNX models of the same artifacts can be added.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named like the standard library's ``profile``, which cProfile (imported by torch._dynamo)
-# imports: run as a script, drop this folder from the import path so ``profile`` stays the stdlib's.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import json
 import os
 import shlex
 import statistics
 import subprocess
+
+# Not named profile.py: a script run from this folder puts it first on sys.path, and a profile.py here
+# shadowed the standard library's (cProfile, imported by torch._dynamo) for every benchmark script.
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
@@ -517,7 +514,7 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0
-    command = "PYTHONPATH=. python benchmarks/profile.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "PYTHONPATH=. python benchmarks/profile_ops.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.fidelity:
         out = f"Command: `{command}`\n\n" + fidelity(args.fidelity, args.onnx_models)
         print(out)
