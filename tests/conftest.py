@@ -65,3 +65,31 @@ def lite_zip_storages(path: Path) -> list[tuple[str, bytes]]:
     with zipfile.ZipFile(path) as archive:
         return [(n, archive.read(n)) for n in archive.namelist()
                 if "/constants/" in n or "/data/" in n]
+
+
+def assert_one_line_error(code, err, *needles, status=2):
+    """Exit ``status``, exactly one non-empty stderr line starting ``error:``, no traceback, the needles in
+    it; returns the line. The kit's promise for every bad input."""
+    assert code == status, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def art(tmp_path_factory):
+    """kit-tiny-clip artifacts (48 labels, .ptl + .pt), converted once per session."""
+    from _deploy_helpers import converted
+
+    return converted(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def imgs(tmp_path_factory):
+    """Three held-out shapes images."""
+    from _deploy_helpers import shape_images
+
+    return shape_images(tmp_path_factory.mktemp("imgs") / "shapes", n=3)

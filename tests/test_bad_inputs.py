@@ -31,7 +31,8 @@ import pytest
 import torch
 import yaml
 
-from _deploy_helpers import converted, copy_artifacts, shape_images
+from _deploy_helpers import copy_artifacts
+from conftest import assert_one_line_error
 from convert import build_config
 from convert.artifact import validate_manifest, verify_all, verify_artifacts
 from convert.config import ConvertConfig, QuantConfig, read_labels
@@ -44,15 +45,7 @@ TINY_RECIPE = {"model": "kit-tiny-clip", "pretrained": "none", "templates": "pla
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def one_line(code, err, *needles, status=2):
-    """Exit ``status``, exactly one non-empty stderr line starting ``error:``, no traceback, the needles in it."""
-    assert code == status, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+one_line = assert_one_line_error
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -98,16 +91,6 @@ def _in_empty_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CLIPKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("CLIPKIT_TEST_PAUSE", raising=False)
 
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory):
-    """kit-tiny-clip artifacts (48 labels, .ptl + .pt), converted once per session."""
-    return converted(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def imgs(tmp_path_factory):
-    return shape_images(tmp_path_factory.mktemp("imgs") / "shapes", n=3)
 
 
 def fake_stages(payload: bytes = b'{"new": true}\n', also=None):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_one_line_error
 from convert import build_config
 from convert.errors import CheckpointError, ConfigError, FidelityError, LabelsError, ModelError, OutputError, TorchVersionError
 
@@ -17,14 +18,7 @@ def _in_empty_dir(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
-def _one_line_error(code, err, *needles, status=2):
-    assert code == status, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+_one_line_error = assert_one_line_error
 
 
 @pytest.mark.parametrize("argv,needles", [

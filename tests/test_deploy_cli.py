@@ -8,18 +8,8 @@ import os
 import pytest
 import torch
 
-from _deploy_helpers import converted, copy_artifacts, edit_manifest, shape_images
+from _deploy_helpers import copy_artifacts, edit_manifest, shape_images
 from deploy.__main__ import main
-
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory):
-    return converted(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def imgs(tmp_path_factory):
-    return shape_images(tmp_path_factory.mktemp("imgs") / "shapes", n=3)
 
 
 def run_json(capsys, argv):

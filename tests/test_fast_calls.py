@@ -12,22 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from _deploy_helpers import converted, shape_images
 from deploy.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "android_demo" / "core" / "src" / "test" / "resources" / "golden" / "tokens.json"
 LABELS = "red circle,blue square,green star"
 
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory):
-    return converted(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def imgs(tmp_path_factory):
-    return shape_images(tmp_path_factory.mktemp("imgs") / "shapes", n=2)
 
 
 @pytest.fixture
