@@ -43,20 +43,22 @@ def convert_tiny(tmp_path_factory):
     return run
 
 
+def run_entry(main, capsys, *argv):
+    """An entry point's ``main`` in-process: returns (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run ``python -m convert`` in-process: returns (exit code, stdout, stderr)."""
     from convert.cli import main
 
-    def run(*argv):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse's own errors
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+    return lambda *argv: run_entry(main, capsys, *argv)
 
 
 def lite_zip_storages(path: Path) -> list[tuple[str, bytes]]:

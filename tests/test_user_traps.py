@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from _deploy_helpers import shape_images
+from conftest import run_entry
 from deploy.__main__ import main as deploy_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,12 +30,7 @@ LOG = re.compile(r"^(\[\d\d:\d\d:\d\d\] | {11})\S")  # rich's progress lines (co
 
 def run_deploy(capsys, *argv):
     """``python -m deploy`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = deploy_main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_entry(deploy_main, capsys, *argv)
 
 
 def error_line(err: str) -> str:
