@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -246,20 +245,17 @@ def _read_class_cache(path: Path, key: str, n_labels: int, dim: int) -> dict | N
 
 
 def _write_class_cache(path: Path, entry: dict) -> None:
-    """Atomically (temporary file + rename); a cache that cannot be written is only a slower next call."""
-    tmp = None
+    """Atomically (``convert.files.torch_save_atomic``: a full disk is one line, never a half-written file);
+    a cache that cannot be written is only a slower next call, so it warns instead of failing."""
+    from convert.errors import OutputError
+    from convert.files import torch_save_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(entry, handle)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        print(f"warning: cannot write the class-embedding cache {path} ({exc.strerror or exc})", file=sys.stderr)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        torch_save_atomic(entry, path)
+    except OSError as exc:  # OutputError included
+        detail = str(exc) if isinstance(exc, OutputError) else (exc.strerror or str(exc))
+        print(f"warning: cannot write the class-embedding cache {path} ({detail})", file=sys.stderr)
 
 
 def cached_class_embeddings(artifacts, labels: Sequence[str], templates: str, *, quiet: bool = False,

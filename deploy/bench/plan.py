@@ -75,19 +75,20 @@ def stats(values: Sequence[float]) -> dict[str, Any]:
 
 
 def cpu_info() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    """The CPU's model name and which of the flags that matter for int8 kernels it has."""
+    from convert.quantize import cpu_flags
+
+    present = cpu_flags()
+    flags = [f for f in INTERESTING_FLAGS if f in present]
+    model = platform.processor() or platform.machine()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return model, flags
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model in ("", platform.machine(), platform.processor()):
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            present = set(value.split())
-            flags = [f for f in INTERESTING_FLAGS if f in present]
+        if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+            return value.strip(), flags
     return model, flags
 
 
