@@ -81,6 +81,13 @@ class Artifacts:
         import torch
 
         torch.backends.quantized.engine = self.manifest["engine"]
+        if kind == "kit":  # the .ptl as deploy.runtime runs it: per-call threads (deploy.threads), deploy.heap
+            from deploy.artifacts import load_artifacts
+            from deploy.runtime import encode_images, encode_tokens
+
+            loaded = load_artifacts(self.directory, "lite", roles=(role,))
+            encode = encode_images if role == "image_encoder" else encode_tokens
+            return lambda x: encode(loaded, x)
         if kind in ("lite", "jit"):
             from deploy.artifacts import load_artifacts  # verified (sha256) like every other reader
 

@@ -343,12 +343,14 @@ def _status() -> dict[str, int]:
     return out
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-
-
 def worker(spec: dict) -> dict:
-    """One fresh-process sample: load, first call, steady calls, memory (run by ``--worker``)."""
+    """One fresh-process sample: load, first call, steady calls, memory (run by ``--worker``). ``.ptl`` files
+    load and run as ``deploy.runtime`` runs them: ``deploy.heap`` around the load and the first call,
+    ``deploy.threads`` sizing each call (``CLIPKIT_HEAP_PHASE=0`` / ``CLIPKIT_THREAD_POLICY=off`` in an
+    ``--env`` variant turn either off)."""
     import ctypes
+
+    from deploy import heap, threads
 
     torch.set_num_threads(spec["threads"])
     if spec.get("engine"):
@@ -356,17 +358,16 @@ def worker(spec: dict) -> dict:
     x = torch.tensor(spec["input"]["data"], dtype=getattr(torch, spec["input"]["dtype"])).reshape(spec["input"]["shape"])
     if spec["kind"] == "onnx":
         import onnxruntime  # noqa: F401 - in the baseline, as torch is
-    libc = ctypes.CDLL("libc.so.6")
-    if spec.get("mmap_phase"):
-        # glibc: weights at least this big are mapped on their own and unmapped when packing frees them
-        libc.mallopt(M_MMAP_THRESHOLD, int(spec["mmap_phase"]))
     base = _status()
     t0 = time.perf_counter_ns()
     if spec["kind"] == "lite":
         from torch.jit.mobile import _load_for_lite_interpreter
 
-        module = _load_for_lite_interpreter(spec["path"])
-        fn = module
+        module = heap.load(_load_for_lite_interpreter, spec["path"])
+
+        def fn(x):
+            with threads.sized(torch, spec.get("work"), x), heap.first_call(module):
+                return module(x)
     else:
         session = __import__("onnxruntime").InferenceSession(
             spec["path"], ort_session_options(spec["threads"], os.environ.get("OMP_WAIT_POLICY") != "PASSIVE"),
@@ -380,12 +381,6 @@ def worker(spec: dict) -> dict:
         fn(x)
         first_ms = (time.perf_counter_ns() - t0) / 1e6
         after_first = _status()
-        if spec.get("mmap_phase"):
-            # packing is done: let activations live on the heap again (32 MiB: glibc's largest dynamic
-            # threshold) and keep freed heap tops (as glibc's dynamic rule would: twice that), so steady
-            # calls do not map or fault in fresh pages
-            libc.mallopt(M_MMAP_THRESHOLD, 32 * 2 ** 20)
-            libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
         for _ in range(spec["warmup"]):
             fn(x)
         times = []
@@ -396,7 +391,7 @@ def worker(spec: dict) -> dict:
             times.append((time.perf_counter_ns() - t0) / 1e6)
         cpu_ms = (time.process_time_ns() - cpu0) / 1e6 / spec["iters"]
     end = _status()
-    libc.malloc_trim(0)
+    ctypes.CDLL(None).malloc_trim(0)
     trimmed = _status()
     return {"load_ms": load_ms, "first_ms": first_ms, "steady_ms": times, "cpu_ms": cpu_ms, "base": base, "after_load": after_load,
             "after_first": after_first, "end": end, "trimmed": trimmed}
@@ -435,9 +430,9 @@ def compare(args) -> str:
                         manifest["engine"] if kind == "lite" else None),
                     "warmup": args.warmup, "iters": args.iters,
                     "input": {"data": x.flatten().tolist(), "shape": list(x.shape), "dtype": str(x.dtype).split(".")[1]}}
-            env = dict(env)
-            if "MMAP_PHASE" in env:
-                spec["mmap_phase"] = int(env.pop("MMAP_PHASE"))
+            if kind == "lite":
+                spec["work"] = next((e.get("work") for e in manifest["files"]
+                                     if e["role"] == role and e["format"] == "lite"), None)
             penv = {k: v for k, v in dict(os.environ, **env).items() if v != "unset"}
             penv["PYTHONPATH"] = os.pathsep.join([str(REPO), penv.get("PYTHONPATH", "")])
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -498,9 +493,9 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs="+", metavar="LABEL=DIR", help="time these artifact directories instead of profiling")
     p.add_argument("--engines", nargs="+", help="with --compare: quantized engines to run each directory with")
     p.add_argument("--env", nargs="+", metavar="LABEL:VAR=VALUE ...", help="with --compare: extra variants with these "
-                                                                            "environment variables (VAR=unset removes VAR; MMAP_PHASE=BYTES: glibc "
-                                                                            "mmap threshold from load to the end of the first "
-                                                                            "call, 32 MiB after, trim threshold 64 MiB)")
+                                                                            "environment variables (VAR=unset removes VAR; CLIPKIT_HEAP_PHASE=0 and "
+                                                                            "CLIPKIT_THREAD_POLICY=off turn off what deploy.heap "
+                                                                            "and deploy.threads do)")
     p.add_argument("--onnx-models", nargs="+", metavar="LABEL=DIR", help="with --compare: folders of ROLE.int8.onnx; "
                                                                          "with --fidelity: LABEL=ONNXDIR@ARTIFACTDIR")
     p.add_argument("--env-onnx", action="store_true", help="with --compare: run the ONNX models under every --env too")

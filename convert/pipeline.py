@@ -40,7 +40,7 @@ from .output import (
 from .probes import probe_images, probe_texts
 from .quantize import full_range_requirement, set_engine
 from .torchcheck import check_torch
-from .towers import build_towers
+from .towers import build_towers, work_shape
 from .verify import Reference, enforce_floor, verify_lite
 
 Log = Callable[[str], None]
@@ -140,6 +140,10 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     }
     specs = io_specs(loaded.preprocess["image_size"], loaded.tokenizer["context_length"], loaded.embed_dim,
                      len(labels or []))
+    for role, tower in towers.fp32.items():  # per-call thread sizing at run time (deploy.threads)
+        work = work_shape(tower, loaded.tokenizer["context_length"])
+        if work is not None:
+            specs[role] = (*specs[role], work)
     files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, log)
     log("verifying the lite artifacts against the fp32 reference")
     fidelity = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
@@ -196,13 +200,14 @@ def export_towers(staging: Path, modules: dict[str, torch.nn.Module], config: Co
         else:
             bytecode = export.bytecode_version(path)
         ops[path.name] = export.operator_names(optimized)
-        inputs, outputs = specs[role]
-        files.append(file_entry(path, role, "lite", inputs=inputs, outputs=outputs))
+        inputs, outputs, *work = specs[role]
+        extra = {"inputs": inputs, "outputs": outputs, **({"work": work[0]} if work else {})}
+        files.append(file_entry(path, role, "lite", **extra))
         lite_paths[role] = path
         if config.also_pt:
             pt = staging / f"{role}.pt"
             export.save_torchscript(optimized, pt, role_meta)
-            files.append(file_entry(pt, role, "torchscript", inputs=inputs, outputs=outputs))
+            files.append(file_entry(pt, role, "torchscript", **extra))
     return files, lite_paths, bytecode, ops
 
 

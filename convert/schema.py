@@ -155,6 +155,11 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
                 if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
                     c.fail(f"{where}.{key}[{j}].shape", shape, "a list of non-negative integers")
                 c.text(spec, "dtype", f"{where}.{key}[{j}]")
+        work = c.mapping(entry, "work", where, optional=True)
+        if work is not None:
+            c.integer(work, "width", f"{where}.work", 1)
+            c.integer(work, "rows_per_input", f"{where}.work", 1)
+            c.get(work, "rows_end_at_eot", f"{where}.work", (bool,), "true or false", optional=True)
     _check_file_list(c, manifest)
     c.mapping(manifest, "fidelity", optional=True)
     return manifest

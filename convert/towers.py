@@ -160,6 +160,26 @@ def is_causal_mask(mask: torch.Tensor) -> bool:
     return bool(torch.all(mask[~upper] == 0)) and bool(torch.all(torch.isneginf(mask[upper])))
 
 
+def work_shape(tower: nn.Module, context_length: int) -> dict | None:
+    """How much a call of ``tower`` computes, for a runtime that sizes its thread count per call
+    (``deploy.threads``): the transformer's ``width`` and its token rows per input (image: patches + class
+    token; text: the context length, or up to the last end-of-text token when the tower truncates).
+    ``None`` for towers this cannot be read from (the runtime then uses every thread it is given)."""
+    if isinstance(tower, ImageEncoder):
+        visual = tower.visual
+        width = getattr(getattr(visual, "transformer", None), "width", None)
+        positions = getattr(visual, "positional_embedding", None)
+        if not isinstance(width, int) or not isinstance(positions, torch.Tensor) or positions.dim() != 2:
+            return None
+        return {"width": width, "rows_per_input": int(positions.shape[0])}
+    if isinstance(tower, TextEncoder):
+        width = getattr(tower.transformer, "width", None)
+        if not isinstance(width, int):
+            return None
+        return {"width": width, "rows_per_input": int(context_length), "rows_end_at_eot": bool(tower.truncate)}
+    return None
+
+
 def build_image_encoder(model: nn.Module, attention: bool = True, patch: bool = True) -> ImageEncoder:
     """A deep-copied, fp32 image tower; ``attention``/``patch`` unfold MHA and the patch conv."""
     visual = copy.deepcopy(model.visual)

@@ -16,6 +16,8 @@ from convert.artifact import KINDS, VerifiedArtifacts, verify_artifacts
 from convert.errors import ArtifactError, one_line
 from convert.export import load_lite
 
+from . import heap
+
 
 @dataclass
 class Artifacts:
@@ -72,6 +74,11 @@ class Artifacts:
         """One fingerprint of the model files (keys caches such as a search index)."""
         return self.verified.fingerprint
 
+    def work(self, role: str) -> dict[str, Any] | None:
+        """The tower's ``files[].work`` (width and rows per input; ``deploy.threads`` sizes calls by it)."""
+        entry = self.verified.entry(role, KINDS[self.kind][0])
+        return None if entry is None else entry.get("work")
+
     def vocab_path(self) -> Path:
         return self.directory / self.tokenizer["vocab_file"]
 
@@ -79,8 +86,8 @@ class Artifacts:
 def _load_module(path: Path, fmt: str):
     try:
         if fmt == "lite":
-            return load_lite(path)
-        return torch.jit.load(str(path), map_location="cpu").eval()
+            return heap.load(load_lite, path)
+        return heap.load(torch.jit.load, str(path), map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001 - the loaders raise C++ errors
         raise ArtifactError(f"{path.name}: the {fmt} loader refused it ({one_line(exc, 200)})") from None
 

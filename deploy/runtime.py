@@ -16,12 +16,14 @@ import torch.nn.functional as F
 
 from convert.errors import ArtifactError, LabelsError
 
+from . import heap, threads
 from .tokenizer import KitTokenizer
 
 
-def _run(module, x: torch.Tensor, role: str) -> torch.Tensor:
+def _run(artifacts, role: str, x: torch.Tensor) -> torch.Tensor:
+    module = artifacts.modules[role]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), threads.sized(torch, artifacts.work(role), x), heap.first_call(module):
             return module(x)
     except Exception as exc:  # noqa: BLE001 - the interpreters raise C++ errors
         raise ArtifactError(f"{role} failed on input of shape {list(x.shape)} ({' '.join(str(exc).split())[:160]})") from None
@@ -37,7 +39,7 @@ def encode_images(artifacts, images: torch.Tensor, batch_size: int = 64) -> torc
     """Unnormalised image embeddings ``[N, D]`` from the artifact's image encoder."""
     if artifacts.image_encoder is None:
         raise ArtifactError(f"{artifacts.directory} has no loaded image_encoder")
-    outs = [_run(artifacts.image_encoder, images[i:i + batch_size], "image_encoder") for i in range(0, len(images), batch_size)]
+    outs = [_run(artifacts, "image_encoder", images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     return _check_dim(torch.cat(outs), artifacts.embed_dim, "image_encoder")
 
 
@@ -55,7 +57,7 @@ def ensure_role(artifacts, role: str) -> None:
 def encode_tokens(artifacts, tokens: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     if artifacts.text_encoder is None:
         raise ArtifactError(f"{artifacts.directory} has no text_encoder (needed for text queries and custom labels)")
-    outs = [_run(artifacts.text_encoder, tokens[i:i + batch_size], "text_encoder") for i in range(0, len(tokens), batch_size)]
+    outs = [_run(artifacts, "text_encoder", tokens[i:i + batch_size]) for i in range(0, len(tokens), batch_size)]
     return _check_dim(torch.cat(outs), artifacts.embed_dim, "text_encoder")
 
 

@@ -21,6 +21,9 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#if defined(__GLIBC__)
+#include <malloc.h>  // mallopt
+#endif
 
 namespace {
 
@@ -165,6 +168,13 @@ int main(int argc, char** argv) {
 
   std::vector<double> load_ms;
   std::unique_ptr<torch::jit::mobile::Module> module;
+  // As deploy/heap.py (the reasons are there): weights mapped on their own during the load and the first
+  // call (packing), so the unpacked ones go back to the system; activations on the heap after that.
+  const char* heap_env = std::getenv("CLIPKIT_HEAP_PHASE");
+  const bool heap_phase = !(heap_env && std::string(heap_env) == "0");
+#if defined(__GLIBC__)
+  if (heap_phase) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
   try {
     for (int l = 0; l < loads; ++l) {
       module.reset();
@@ -181,6 +191,12 @@ int main(int argc, char** argv) {
     double t0 = now_ms();
     module->forward(args);
     first_ms = now_ms() - t0;
+#if defined(__GLIBC__)
+    if (heap_phase) {
+      mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+      mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    }
+#endif
     for (int w = 0; w < warmup; ++w) module->forward(args);
     for (int it = 0; it < iters; ++it) {
       double s = now_ms();

@@ -11,7 +11,11 @@ What is measured, per tower (``role``), variant, quantized engine, thread count 
 - ``steady_ms``: median / p90 of the timed calls after warm-up, pooled over the repetitions.
 - ``peak_rss_bytes``: the process's peak RSS (VmHWM); ``peak_rss_above_baseline_bytes`` subtracts the RSS
   measured right after importing the runtime (``import torch``; plus open_clip for eager variants and
-  onnxruntime for ONNX), i.e. what loading and running the model costs.
+  onnxruntime for ONNX), i.e. what loading and running the model costs. ``anon_after_first_call_bytes``
+  and ``file_after_first_call_bytes`` split the resident memory above that baseline after the first call
+  into anonymous memory (weights, packed weights, activations) and file-backed pages (the runtime's own
+  code the first call touches: shared, not the artifact). ``.pt``/``.ptl`` load inside
+  ``deploy.heap.loading()``, as the kit's runtime loads them (``heap_phase``).
 
 Every measurement runs in its own subprocess (so the load is cold, the OpenMP environment is set before
 torch starts, and memory is not shared between variants), and the repetitions are interleaved: repetition

@@ -248,7 +248,8 @@ def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> d
             "sot": tok.get("sot_token_id", 49406), "eot": tok.get("eot_token_id", 49407),
             "config": config,
             "head_shape": [outputs[0]["shape"][-1], inputs[0]["shape"][-1]],
-            "logit_scale": (manifest.get("zero_shot") or {}).get("logit_scale")}
+            "logit_scale": (manifest.get("zero_shot") or {}).get("logit_scale"),
+            "work": lite.get("work")}
 
 
 def run_case(case: Case, settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +297,14 @@ def aggregate(case: Case, samples: list[dict[str, Any]], manifest: dict[str, Any
     }
     if samples[0].get("session_options"):
         result["session_options"] = samples[0]["session_options"]
+    for key in ("anon_after_first_call_bytes", "file_after_first_call_bytes"):
+        values = [s[key] for s in samples if s.get(key) is not None]
+        if values:
+            result[key] = int(statistics.median(values))
+    result["heap_phase"] = bool(samples[0].get("heap_phase"))
+    used = sorted({n for s in samples for n in s.get("threads_used") or []})
+    if used:
+        result["threads_used"] = used
     return result
 
 

@@ -24,6 +24,9 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
         above = r.get("peak_rss_above_baseline_bytes")
         if above is not None and r.get("size_bytes"):
             r["rss_above_baseline_to_size"] = round(above / r["size_bytes"], 3)
+        anon = r.get("anon_after_first_call_bytes")
+        if anon is not None and r.get("size_bytes"):
+            r["anon_after_first_call_to_size"] = round(anon / r["size_bytes"], 3)
 
 
 def diagnose(report: dict[str, Any]) -> list[str]:
@@ -59,6 +62,13 @@ def diagnose(report: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _threads(r: dict[str, Any]) -> str:
+    """``2``, or ``2 (1 used)`` when the kit's per-call thread sizing ran the calls on fewer."""
+    used = r.get("threads_used")
+    given = str(r.get("threads", ""))
+    return given if not used or used == [r.get("threads")] else f"{given} ({'/'.join(map(str, used))} used)"
+
+
 def _mib(n: int | None) -> str:
     return "" if n is None else f"{n / 2**20:.2f}"
 
@@ -68,19 +78,20 @@ def _f(v: float | None, digits: int = 1) -> str:
 
 
 COLUMNS = ("role", "variant", "engine", "thr", "OMP", "size MiB", "x size", "load ms", "first ms",
-           "median ms", "p90 ms", "x fp32", "RSS+ MiB", "RSS+/size")
+           "median ms", "p90 ms", "x fp32", "RSS+ MiB", "RSS+/size", "anon+/size")
 
 
 def rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for r in report["results"]:
         out.append([
-            r["role"], r["variant"], r.get("engine") or "-", str(r.get("threads", "")),
+            r["role"], r["variant"], r.get("engine") or "-", _threads(r),
             str(r.get("omp_wait_policy") or "unset"), _mib(r.get("size_bytes")),
             _f(r.get("size_ratio_to_eager_fp32"), 3), _f((r.get("load_ms") or {}).get("median")),
             _f(r.get("first_ms")), _f((r.get("steady_ms") or {}).get("median"), 2),
             _f((r.get("steady_ms") or {}).get("p90"), 2), _f(r.get("latency_ratio_to_eager_fp32"), 3),
             _mib(r.get("peak_rss_above_baseline_bytes")), _f(r.get("rss_above_baseline_to_size"), 2),
+            _f(r.get("anon_after_first_call_to_size"), 2),
         ])
     return out
 

@@ -26,6 +26,20 @@ def _rss_now() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
+def _rss_split() -> dict[str, int]:
+    """Anonymous and file-backed resident bytes now (Linux; empty elsewhere)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile"):
+                    out[key] = int(value.split()[0]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return out
+
+
 def _rss_peak() -> int:
     try:
         with open("/proc/self/status") as handle:
@@ -38,6 +52,10 @@ def _rss_peak() -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _above(now: dict[str, int], base: dict[str, int], key: str) -> int | None:
+    return now[key] - base[key] if key in now and key in base else None
 
 
 def _ms(ns: int) -> float:
@@ -98,24 +116,27 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         import convert.towers  # noqa: F401
     if variant.startswith("onnx"):
         from deploy.bench.peers import ort_session
+    from deploy import heap, threads
     import_ms = _ms(time.perf_counter_ns() - t_import)
     torch.set_num_threads(spec["threads"])
     if spec.get("engine"):
         torch.backends.quantized.engine = spec["engine"]
     inputs = _make_inputs(spec, torch)
     baseline = _rss_now()
+    split_baseline = _rss_split()
 
     t0 = time.perf_counter_ns()
     if variant in ("eager-fp32", "eager-int8"):
         module = _build_eager(spec, torch)
         fn = module
     elif variant == "jit":
-        module = torch.jit.load(spec["path"], map_location="cpu")
+        # as deploy.artifacts loads (CLIPKIT_HEAP_PHASE=0 turns it off)
+        module = heap.load(torch.jit.load, spec["path"], map_location="cpu")
         fn = module
     elif variant == "lite":
         from torch.jit.mobile import _load_for_lite_interpreter
 
-        module = _load_for_lite_interpreter(spec["path"])
+        module = heap.load(_load_for_lite_interpreter, spec["path"])
         fn = module
     elif variant.startswith("onnx"):
         session, session_options = ort_session(spec["path"], spec["threads"])
@@ -127,11 +148,20 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     else:
         raise SystemExit(f"unknown variant {variant}")
     load_ms = _ms(time.perf_counter_ns() - t0)
+    used: set[int] = set()
+    if variant in ("jit", "lite"):  # the kit's runtime sizes each call's threads (deploy.threads)
+        module_fn = fn
+
+        def fn(*xs):  # as deploy.runtime calls
+            with threads.sized(torch, spec.get("work"), xs[0]) as n, heap.first_call(module):
+                used.add(n)
+                return module_fn(*xs)
 
     with torch.no_grad():
         t0 = time.perf_counter_ns()
         fn(*inputs)
         first_ms = _ms(time.perf_counter_ns() - t0)
+        split_first = _rss_split()  # packing is done: the anonymous peak is here
         warmup = []
         for _ in range(spec["warmup"]):
             t0 = time.perf_counter_ns()
@@ -145,6 +175,10 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     peak = _rss_peak()
     print(json.dumps({"import_ms": import_ms, "load_ms": load_ms, "first_ms": first_ms, "warmup_ms": warmup,
                       "steady_ms": steady, "rss_baseline_bytes": baseline, "peak_rss_bytes": peak,
+                      "anon_after_first_call_bytes": _above(split_first, split_baseline, "RssAnon"),
+                      "file_after_first_call_bytes": _above(split_first, split_baseline, "RssFile"),
+                      "heap_phase": variant in ("jit", "lite") and heap.active(),
+                      "threads_used": sorted(used),
                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                       "num_threads": torch.get_num_threads(),
                       "engine": torch.backends.quantized.engine,
