@@ -23,12 +23,14 @@ import math
 import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
 class _TokenScaled(nn.Module):

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported anywhere in this process
+from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import json  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 

@@ -59,10 +59,12 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import torch  # noqa: E402
 

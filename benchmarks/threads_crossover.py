@@ -19,7 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts, as the kit's entry points do
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import torch  # noqa: E402
 

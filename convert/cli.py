@@ -15,13 +15,34 @@ from typing import Any
 from .config import ENGINES, PACK_MODES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
 from .errors import ConfigError, KitError
 
+KIT_SPINCOUNT = "1000"
+_set_by_kit: set[str] = set()
+
 
 def set_openmp_default() -> None:
     """Before torch starts: OpenMP threads that spin while waiting fight each other (and everything else)
     on small shared machines; measured here, a 2-thread training step went from 4.3 s to 0.47 s under load
     with PASSIVE, and the fbgemm text tower from 1159 ms to 22.8 ms. A user's own setting wins. Every entry
-    point calls this before anything imports torch (libgomp reads the variable once, at load)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    point calls this before anything imports torch (libgomp reads the variables once, at load).
+
+    With PASSIVE, libgomp puts a worker to sleep the moment a parallel region ends, and the next operator
+    (~10 us later) pays a futex wake-up; a transformer call opens ~200 regions. ``GOMP_SPINCOUNT=1000`` (a
+    few microseconds of spinning first) lets back-to-back operators find it awake: ViT-B-32's int8 image
+    ``.ptl`` on 2 threads 0.857x the latency at 0.95x the CPU time, and no slower (0.956x) with two CPU hogs
+    on the same 2 cores (``benchmarks/results/profile/vitb32-x86-spincount.md``); libgomp's own default
+    (300000, ~ms) or ACTIVE are the spinning that hurts. Set only when the kit chose PASSIVE itself.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        _set_by_kit.add("OMP_WAIT_POLICY")
+        if "GOMP_SPINCOUNT" not in os.environ:
+            os.environ["GOMP_SPINCOUNT"] = KIT_SPINCOUNT
+            _set_by_kit.add("GOMP_SPINCOUNT")
+
+
+def openmp_set_by_kit() -> frozenset[str]:
+    """The OpenMP variables :func:`set_openmp_default` set in this process (not the user's)."""
+    return frozenset(_set_by_kit)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,12 +1,13 @@
 """Shared fixtures: tiny open_clip conversions made once per session, and a CLI runner."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 # Before torch starts (see convert/__main__.py): CI machines are small and shared.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

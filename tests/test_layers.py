@@ -95,7 +95,7 @@ def test_the_checker_catches_each_kind_of_break(module, source, expected):
 
 
 def _python(code: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(REPO)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
@@ -115,7 +115,8 @@ class Watch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch" and "seen" not in os.environ:
             os.environ["seen"] = "1"
-            print("OMP at torch import:", os.environ.get("OMP_WAIT_POLICY"), flush=True)
+            print("OMP at torch import:", os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"),
+                  flush=True)
         return None
 sys.meta_path.insert(0, Watch())
 """
@@ -129,11 +130,16 @@ sys.meta_path.insert(0, Watch())
 ], ids=["convert", "deploy-classify", "deploy-bench", "python-m-convert"])
 def test_entry_points_set_the_openmp_default_before_torch_loads(entry):
     proc = _python(HOOK + entry)
-    assert "OMP at torch import: PASSIVE" in proc.stdout or (
+    assert "OMP at torch import: PASSIVE 1000" in proc.stdout or (
         "--help" in entry and "torch" not in proc.stdout), proc.stdout + proc.stderr[-2000:]
-    # A user's own setting wins.
+    # A user's own setting wins, and the kit's short spin comes only with the kit's PASSIVE.
     proc = _python(HOOK + entry, {"OMP_WAIT_POLICY": "ACTIVE"})
     assert "OMP at torch import: PASSIVE" not in proc.stdout
+    assert "1000" not in proc.stdout
+    proc = _python(HOOK + entry, {"GOMP_SPINCOUNT": "50"})
+    assert "OMP at torch import: PASSIVE 1000" not in proc.stdout
+    if "torch" in proc.stdout:
+        assert "OMP at torch import: PASSIVE 50" in proc.stdout
 
 
 def test_console_scripts_are_the_tested_entry_points():

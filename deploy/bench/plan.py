@@ -230,6 +230,10 @@ def _worker_env(omp: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if omp != "default":
         env["OMP_WAIT_POLICY"] = omp
+    from convert.cli import openmp_set_by_kit
+
+    if env.get("OMP_WAIT_POLICY") != "PASSIVE" and "GOMP_SPINCOUNT" in openmp_set_by_kit():
+        env.pop("GOMP_SPINCOUNT")  # the kit's short spin goes with its PASSIVE, not with a policy measured against it
     env.pop("OMP_NUM_THREADS", None)  # torch.set_num_threads decides
     return env
 
@@ -286,6 +290,7 @@ def aggregate(case: Case, samples: list[dict[str, Any]], manifest: dict[str, Any
         "peak_rss_bytes": int(statistics.median(peaks)),
         # additions to the v1 schema
         "omp_wait_policy": omp,
+        "gomp_spincount": samples[0].get("gomp_spincount"),
         "size_kind": case.size_kind,
         "first_ms_samples": [round(v, 4) for v in firsts],
         "warmup_ms": [[round(v, 4) for v in s["warmup_ms"]] for s in samples],

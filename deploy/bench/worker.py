@@ -180,6 +180,7 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
                       "heap_phase": variant in ("jit", "lite") and heap.active(),
                       "threads_used": sorted(used),
                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                      "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
                       "num_threads": torch.get_num_threads(),
                       "engine": torch.backends.quantized.engine,
                       "session_options": session_options if variant.startswith("onnx") else None}))
