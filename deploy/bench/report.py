@@ -98,7 +98,9 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
 
 def env_line(env: dict[str, Any]) -> str:
     return (f"{env.get('host')} {env.get('device')}; torch {env.get('torch')}; threads {env.get('threads_measured', env.get('threads'))}; "
-            f"engine {env.get('engines_measured', env.get('engine'))}; OMP_WAIT_POLICY {env.get('omp_wait_policies_measured', env.get('omp_wait_policy'))}; "
+            f"engine {env.get('engines_measured', env.get('engine'))}; OMP_WAIT_POLICY {env.get('omp_wait_policies_measured', env.get('omp_wait_policy'))}"
+            + (f" (GOMP_SPINCOUNT {(env.get('env') or {})['GOMP_SPINCOUNT']})" if "GOMP_SPINCOUNT" in (env.get("env") or {}) else "")
+            + "; "
             f"CPU flags {' '.join(env.get('cpu_flags') or []) or '-'}"
             + (f"; load avg {env['load_average_start'][0]:.2f} -> {env['load_average_end'][0]:.2f}"
                if env.get("load_average_start") and env.get("load_average_end") else ""))
