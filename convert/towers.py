@@ -134,10 +134,10 @@ class TextEncoder(nn.Module):
             index = torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
         mask = self.attn_mask
         if self.truncate and text.shape[0] > 0:
-            length = int(index.max()) + 1
-            text = text[:, :length]
-            if mask is not None:
-                mask = mask[:length, :length]
+            text = text[:, :int(index.max()) + 1]
+        if mask is not None:
+            # as open_clip does: a shorter input (or the truncation above) uses the mask's leading block
+            mask = mask[:text.shape[1], :text.shape[1]]
         x = self.token_embedding(text)
         x = x + self.positional_embedding[: x.shape[1]]
         x = self.transformer(x, attn_mask=mask)

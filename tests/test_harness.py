@@ -186,3 +186,42 @@ def test_cli_help_lists_bench():
     proc = subprocess.run([sys.executable, "-m", "deploy", "bench", "--help"], capture_output=True, text=True,
                           cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "--omp-wait-policy" in proc.stdout and "--from-json" in proc.stdout
+
+
+@pytest.mark.slow  # an ONNX export, quantization and two fresh processes: ~15 s
+def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
+    """The ONNX text tower is exported with a dynamic length and fed the positions the kit's truncating
+    tower computes, so the peer's text column is not a full-length tower against a truncated one."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from convert.load import load_model, reference_config
+    from deploy.bench.peers import export_onnx, text_length
+
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    assert manifest["config"]["truncate_text"] is True
+    config = reference_config(manifest)
+    loaded = load_model(config)
+    export_onnx(manifest, loaded, config.quant, ("text_encoder",), tmp_path)
+    tokens = torch.zeros(1, manifest["tokenizer"]["context_length"], dtype=torch.int64)  # the bench's batch
+    tokens[0, :6] = torch.tensor([49406, 320, 1125, 539, 320, 49407])
+    session = ort.InferenceSession(str(tmp_path / "text_encoder.fp32.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    short = tokens.numpy()[:, :text_length(tokens.numpy())]
+    assert short.shape[1] == 6
+    with torch.no_grad():
+        expected = loaded.model.encode_text(tokens).numpy()
+    np.testing.assert_allclose(session.run(None, {name: short})[0], expected, atol=1e-4, rtol=0)
+
+    out = tmp_path / "r.json"
+    args = ["bench", str(artifacts), "--onnx", "--variants", "lite", "onnx-int8", "--roles", "text_encoder",
+            "--threads", "1", "--load-repeats", "1", "--iters", "2", "--warmup", "1", "--omp-wait-policy",
+            "PASSIVE", "--quiet", "--skip-reference-check", "--json", str(out)]
+    assert deploy_main(args) == 0
+    peer = next(r for r in json.loads(out.read_text())["results"] if r["variant"] == "onnx-int8")
+    from deploy.bench.worker import SAMPLE_TOKENS
+
+    assert peer["session_options"]["text_positions"] == len(SAMPLE_TOKENS) + 2   # sot, the prompt, eot
+    assert peer["session_options"]["allow_spinning"] is False

@@ -143,6 +143,20 @@ def test_truncated_text_tower_computes_only_up_to_the_last_end_of_text_token(tin
     assert seen == [int(t.argmax()) + 1 for t in tokens] and max(seen) < tokens.shape[1]
 
 
+@pytest.mark.parametrize("truncate", [False, True])
+def test_text_tower_accepts_shorter_token_inputs(tiny, inputs, truncate):
+    """Any length up to the context: the mask's leading block is used (as open_clip slices it), so a
+    [B, L] input equals the full-length one (how the ONNX peer runs at its own length); scripted too."""
+    _, tokens = inputs
+    tower = torch.jit.script(build_text_encoder(tiny, truncate=truncate))
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    with torch.no_grad():
+        full = tower(tokens)
+        short = tower(tokens[:, :length])
+    torch.testing.assert_close(short, full, atol=ATOL, rtol=0)
+    assert length < tokens.shape[1]
+
+
 def test_truncation_is_refused_without_a_causal_mask(tiny):
     from convert.errors import ModelError
     from convert.towers import TextEncoder

@@ -45,6 +45,13 @@ def ort_reduce_range() -> bool:
     return not ({"avx512_vnni", "avx_vnni"} & cpu_flags())
 
 
+def text_length(tokens) -> int:
+    """Positions up to the batch's last non-padding token: what a truncating text tower computes, and what
+    the ONNX text peer is fed (padding is token 0 in open_clip's tokenizers)."""
+    used = (tokens != 0).any(axis=0).nonzero()[0]
+    return int(used.max()) + 1 if len(used) else 1
+
+
 def require_onnxruntime() -> None:
     try:
         import onnx  # noqa: F401
@@ -73,7 +80,9 @@ def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], o
             module = build_towers(loaded.model, quant, (role,), quantize=False).modules[role]
             x = torch.randn(shapes[role][0]["shape"])
         elif role == "text_encoder":
-            # Full length: the ONNX export is traced, so a truncating tower would bake one length in.
+            # The export is traced, so a truncating tower would bake one length in: export the full tower
+            # with a dynamic length instead, and the worker feeds it the tokens up to the last end-of-text
+            # token, the rows the kit's truncating tower computes (``text_length``).
             module = build_towers(loaded.model, quant, (role,), truncate_text=False, quantize=False).modules[role]
             x = torch.zeros(shapes[role][0]["shape"], dtype=torch.int64)
             x[0, :3] = torch.tensor([49406, 320, 49407])
@@ -85,8 +94,10 @@ def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], o
         fp32 = out_dir / f"{role}.fp32.onnx"
         int8 = out_dir / f"{role}.int8.onnx"
         with torch.no_grad():
+            name = shapes[role][0]["name"]
             torch.onnx.export(module.eval(), (x,), str(fp32), dynamo=False, opset_version=17,
-                              input_names=[shapes[role][0]["name"]], output_names=["output"])
+                              input_names=[name], output_names=["output"],
+                              dynamic_axes={name: {1: "length"}} if role == "text_encoder" else None)
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, reduce_range=ort_reduce_range())
         result[role] = (int8, int8.stat().st_size)
     return result

@@ -253,7 +253,8 @@ def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> d
             "config": config,
             "head_shape": [outputs[0]["shape"][-1], inputs[0]["shape"][-1]],
             "logit_scale": (manifest.get("zero_shot") or {}).get("logit_scale"),
-            "work": lite.get("work")}
+            "work": lite.get("work"),
+            "truncate_text": bool((manifest.get("config") or {}).get("truncate_text"))}
 
 
 def run_case(case: Case, settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:

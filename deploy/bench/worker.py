@@ -115,7 +115,7 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         import convert.load  # noqa: F401
         import convert.towers  # noqa: F401
     if variant.startswith("onnx"):
-        from deploy.bench.peers import ort_session
+        from deploy.bench.peers import ort_session, text_length
     from deploy import heap, threads
     import_ms = _ms(time.perf_counter_ns() - t_import)
     torch.set_num_threads(spec["threads"])
@@ -142,6 +142,10 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         session, session_options = ort_session(spec["path"], spec["threads"])
         names = [i.name for i in session.get_inputs()]
         arrays = {n: t.numpy() for n, t in zip(names, inputs)}
+        if spec["role"] == "text_encoder" and spec.get("truncate_text"):
+            # the same positions the kit's tower computes (exported with a dynamic length)
+            arrays = {n: a[:, :text_length(a)] for n, a in arrays.items()}
+            session_options["text_positions"] = int(next(iter(arrays.values())).shape[1])
 
         def fn(*_):
             return session.run(None, arrays)
