@@ -14,8 +14,8 @@ from typing import Any
 
 from convert.errors import KitError
 
-ONNX_EXPORT = ("torch.onnx.export(dynamo=False, opset 17) of the fp32 towers + onnxruntime.quantization.quantize_dynamic"
-               "(QInt8, reduce_range on CPUs without VNNI)")
+ONNX_EXPORT = ("torch.onnx.export(dynamo=False, opset 17) of the fp32 towers (text: dynamic length, fed the positions "
+               "the kit's tower computes) + onnxruntime.quantization.quantize_dynamic(QInt8, reduce_range on CPUs without VNNI)")
 
 
 def ort_session(path: str, threads: int):
