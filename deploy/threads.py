@@ -14,7 +14,9 @@ transformer block costs rows x width x a multiple of width). The constant is the
 manifest's ``files[].work`` says the tower's width and rows (``convert.towers.work_shape``); phones run
 pthreadpool, not OpenMP, and the Android app does not apply this policy (not measured there).
 
-``CLIPKIT_THREAD_POLICY=off`` gives every call all threads (for comparisons). Standard library only at import.
+``CLIPKIT_THREAD_POLICY=off`` gives every call all threads (for comparisons). The thread count is torch's
+process-wide setting, so calls from several Python threads at once should turn the policy off (or share one
+count). Standard library only at import.
 """
 from __future__ import annotations
 
