@@ -335,14 +335,10 @@ def fidelity(directories: list[str], onnx_models: list[str] | None = None) -> st
 
 # ------------------------------------------------------------------------------------ --compare (timing)
 def _status() -> dict[str, int]:
-    """VmRSS, VmHWM, RssAnon, RssFile of this process in bytes."""
-    out = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
+    """VmRSS, VmHWM, RssAnon, RssFile of this process in bytes (the bench worker's reader)."""
+    from deploy.bench.worker import _proc_status
+
+    return _proc_status("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 
 def worker(spec: dict) -> dict:

@@ -30,14 +30,20 @@ def enabled() -> bool:
     return os.environ.get("CLIPKIT_THREAD_POLICY", "on") != "off"
 
 
+def text_length(tokens) -> int:
+    """Positions up to the batch's last non-padding token of ``tokens`` ``[B, L]`` (a torch tensor): what a
+    truncating text tower computes (padding is token 0 in open_clip's tokenizers)."""
+    used = (tokens != 0).any(dim=0).nonzero()
+    return int(used.max()) + 1 if used.numel() else 1
+
+
 def rows_of(work: dict, x) -> int:
     """Token rows one call computes for input ``x`` (a torch tensor): batch x rows per input; for a text
     tower that stops at the last end-of-text token, up to the last non-padding token of the batch."""
     batch = int(x.shape[0]) if x.dim() > 0 else 1
     rows = int(work["rows_per_input"])
     if work.get("rows_end_at_eot") and x.dim() == 2 and x.shape[-1] > 0:
-        used = (x != 0).any(dim=0).nonzero()  # padding is token 0 in open_clip's tokenizers
-        rows = min(rows, int(used.max()) + 1 if used.numel() else 1)
+        rows = min(rows, text_length(x))
     return batch * rows
 
 

@@ -198,7 +198,8 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
     import torch
 
     from convert.load import load_model, reference_config
-    from deploy.bench.peers import export_onnx, text_length
+    from deploy.bench.peers import export_onnx
+    from deploy.threads import text_length
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
     assert manifest["config"]["truncate_text"] is True
@@ -209,7 +210,7 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
     tokens[0, :6] = torch.tensor([49406, 320, 1125, 539, 320, 49407])
     session = ort.InferenceSession(str(tmp_path / "text_encoder.fp32.onnx"), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    short = tokens.numpy()[:, :text_length(tokens.numpy())]
+    short = tokens.numpy()[:, :text_length(tokens)]
     assert short.shape[1] == 6
     with torch.no_grad():
         expected = loaded.model.encode_text(tokens).numpy()

@@ -45,13 +45,6 @@ def ort_reduce_range() -> bool:
     return not ({"avx512_vnni", "avx_vnni"} & cpu_flags())
 
 
-def text_length(tokens) -> int:
-    """Positions up to the batch's last non-padding token: what a truncating text tower computes, and what
-    the ONNX text peer is fed (padding is token 0 in open_clip's tokenizers)."""
-    used = (tokens != 0).any(axis=0).nonzero()[0]
-    return int(used.max()) + 1 if len(used) else 1
-
-
 def require_onnxruntime() -> None:
     try:
         import onnx  # noqa: F401
@@ -82,7 +75,7 @@ def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], o
         elif role == "text_encoder":
             # The export is traced, so a truncating tower would bake one length in: export the full tower
             # with a dynamic length instead, and the worker feeds it the tokens up to the last end-of-text
-            # token, the rows the kit's truncating tower computes (``text_length``).
+            # token, the rows the kit's truncating tower computes (``deploy.threads.text_length``).
             module = build_towers(loaded.model, quant, (role,), truncate_text=False, quantize=False).modules[role]
             x = torch.zeros(shapes[role][0]["shape"], dtype=torch.int64)
             x[0, :3] = torch.tensor([49406, 320, 49407])

@@ -16,39 +16,39 @@ from typing import Any
 SAMPLE_TOKENS = (320, 1125, 539, 320, 1929, 269)
 
 
-def _rss_now() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # pragma: no cover - not Linux
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-
-
-def _rss_split() -> dict[str, int]:
-    """Anonymous and file-backed resident bytes now (Linux; empty elsewhere)."""
+def _proc_status(*keys: str) -> dict[str, int]:
+    """Fields of /proc/self/status in bytes (Linux; empty elsewhere)."""
     out = {}
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key in ("RssAnon", "RssFile"):
+                if key in keys:
                     out[key] = int(value.split()[0]) * 1024
     except OSError:  # pragma: no cover - not Linux
         pass
     return out
 
 
+def _rss_now() -> int:
+    rss = _proc_status("VmRSS").get("VmRSS")
+    if rss is not None:
+        return rss
+    import psutil  # pragma: no cover - not Linux
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _rss_split() -> dict[str, int]:
+    """Anonymous and file-backed resident bytes now."""
+    return _proc_status("RssAnon", "RssFile")
+
+
 def _rss_peak() -> int:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover
-        pass
-    import resource
+    peak = _proc_status("VmHWM").get("VmHWM")
+    if peak is not None:
+        return peak
+    import resource  # pragma: no cover - not Linux
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
@@ -115,7 +115,7 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         import convert.load  # noqa: F401
         import convert.towers  # noqa: F401
     if variant.startswith("onnx"):
-        from deploy.bench.peers import ort_session, text_length
+        from deploy.bench.peers import ort_session
     from deploy import heap, threads
     import_ms = _ms(time.perf_counter_ns() - t_import)
     torch.set_num_threads(spec["threads"])
@@ -141,11 +141,11 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     elif variant.startswith("onnx"):
         session, session_options = ort_session(spec["path"], spec["threads"])
         names = [i.name for i in session.get_inputs()]
-        arrays = {n: t.numpy() for n, t in zip(names, inputs)}
         if spec["role"] == "text_encoder" and spec.get("truncate_text"):
             # the same positions the kit's tower computes (exported with a dynamic length)
-            arrays = {n: a[:, :text_length(a)] for n, a in arrays.items()}
-            session_options["text_positions"] = int(next(iter(arrays.values())).shape[1])
+            inputs = [t[:, :threads.text_length(t)] for t in inputs]
+            session_options["text_positions"] = int(inputs[0].shape[1])
+        arrays = {n: t.numpy() for n, t in zip(names, inputs)}
 
         def fn(*_):
             return session.run(None, arrays)
