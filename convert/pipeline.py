@@ -140,11 +140,9 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     }
     specs = io_specs(loaded.preprocess["image_size"], loaded.tokenizer["context_length"], loaded.embed_dim,
                      len(labels or []))
-    for role, tower in towers.fp32.items():  # per-call thread sizing at run time (deploy.threads)
-        work = work_shape(tower, loaded.tokenizer["context_length"])
-        if work is not None:
-            specs[role] = (*specs[role], work)
-    files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, log)
+    # how much a call computes, for per-call thread sizing at run time (deploy.threads)
+    work = {role: work_shape(tower, loaded.tokenizer["context_length"]) for role, tower in towers.fp32.items()}
+    files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, work, log)
     log("verifying the lite artifacts against the fp32 reference")
     fidelity = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
     files += write_side_files(staging, ops, loaded)
@@ -180,8 +178,9 @@ def build_head(loaded: LoadedModel, tokenizer, labels, template_name: str, templ
 
 
 def export_towers(staging: Path, modules: dict[str, torch.nn.Module], config: ConvertConfig, meta: dict[str, Any],
-                  specs: dict[str, tuple], log: Log):
-    """Script, optimize and save every module (``.ptl``, and ``.pt`` with ``also_pt``) with its metadata.
+                  specs: dict[str, tuple], work: dict[str, dict | None], log: Log):
+    """Script, optimize and save every module (``.ptl``, and ``.pt`` with ``also_pt``) with its metadata;
+    their ``files[]`` entries carry the ``specs`` (inputs, outputs) and the ``work`` shape of each role.
 
     Returns ``(files entries, {role: .ptl path}, bytecode version, {file: root operators})``.
     """
@@ -200,8 +199,10 @@ def export_towers(staging: Path, modules: dict[str, torch.nn.Module], config: Co
         else:
             bytecode = export.bytecode_version(path)
         ops[path.name] = export.operator_names(optimized)
-        inputs, outputs, *work = specs[role]
-        extra = {"inputs": inputs, "outputs": outputs, **({"work": work[0]} if work else {})}
+        inputs, outputs = specs[role]
+        extra = {"inputs": inputs, "outputs": outputs}
+        if work.get(role) is not None:
+            extra["work"] = work[role]
         files.append(file_entry(path, role, "lite", **extra))
         lite_paths[role] = path
         if config.also_pt:
