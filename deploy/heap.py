@@ -5,13 +5,16 @@ Why: loading reads every int8 weight into its own buffer, and the first call (x8
 call, ``convert/packing.py``; qnnpack packs lazily too) replaces each by its packed copy and frees it. Under
 glibc's default rule the mmap threshold rises to the size of the largest mapping freed so far (up to 32 MiB),
 so after the first few weights every buffer lands on the heap, and each freed one is a hole glibc never hands
-back: ViT-B-32's image tower then peaks at 1.67-1.72x its file in anonymous memory. With ``M_MMAP_THRESHOLD``
-at 128 KiB from the load to the end of the first call each weight is a mapping of its own, unmapped when it
-is freed (1.22x: what is left is fbgemm's packed layout). After the first call the threshold goes to 32 MiB
-and the trim threshold to 64 MiB, where glibc's dynamic rule would have taken them, so steady calls keep
-their activations on the heap and run as fast as before (0.98-0.99x, measured; a process-wide
-``MALLOC_MMAP_THRESHOLD_=65536`` gets the same peak at 1.5x the latency, because every call then maps and
-faults in its activations afresh). ``benchmarks/results/profile/README.md`` section 4 has the measurements.
+back: ViT-B-32's image tower then holds 1.78-1.82x its file in anonymous memory. With ``M_MMAP_THRESHOLD`` at
+128 KiB during :func:`load` and during each model's :func:`first_call`, every weight and every packed weight
+is a mapping of its own, and the unpacked ones go back to the system when packing frees them (1.22x: what is
+left is fbgemm's packed layout; text tower 1.26 -> 1.02x). Otherwise the threshold is 32 MiB and the trim
+threshold 64 MiB, where glibc's dynamic rule would have taken them, so steady calls keep their activations
+on the heap: the image tower ran 1.026x slower *without* the phase over 10 processes each, i.e. no cost.
+A process-wide ``MALLOC_MMAP_THRESHOLD_=65536`` gets the same peak at 1.5x the latency (every call maps and
+faults in its activations afresh), and ending the phase after the load rather than after the first call put
+the packed weights on the heap and measured 1.18x slower calls. Measurements:
+``benchmarks/results/profile/README.md`` sections 4 and 6.
 
 ``CLIPKIT_HEAP_PHASE=0`` turns it off (for comparisons). Standard library only: the bench worker uses it.
 """
