@@ -83,17 +83,17 @@ class Artifacts:
         import torch
 
         torch.backends.quantized.engine = self.manifest["engine"]
-        if kind == "kit":  # the .ptl as deploy.runtime runs it: per-call threads (deploy.threads), deploy.heap
-            from deploy.artifacts import load_artifacts
-            from deploy.runtime import encode_images, encode_tokens
-
-            loaded = load_artifacts(self.directory, "lite", roles=(role,))
-            encode = encode_images if role == "image_encoder" else encode_tokens
-            return lambda x: encode(loaded, x)
-        if kind in ("lite", "jit"):
+        if kind in ("lite", "jit", "kit"):
             from deploy.artifacts import load_artifacts  # verified (sha256) like every other reader
 
-            return load_artifacts(self.directory, kind, roles=(role,)).modules[role]
+            loaded = load_artifacts(self.directory, "lite" if kind == "kit" else kind, roles=(role,))
+            if kind != "kit":
+                return loaded.modules[role]
+            # the .ptl as deploy.runtime runs it: per-call threads (deploy.threads), deploy.heap
+            from deploy.runtime import encode_images, encode_tokens
+
+            encode = encode_images if role == "image_encoder" else encode_tokens
+            return lambda x: encode(loaded, x)
         model, config = self._model()
         if kind == "eager-fp32":
             return model.encode_image if role == "image_encoder" else model.encode_text

@@ -68,8 +68,7 @@ set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import torch  # noqa: E402
 
-# Token ids of "a photo of a dog." (the bench's prompt, deploy bench's SAMPLE_TOKENS).
-SAMPLE_TOKENS = (320, 1125, 539, 320, 1929, 269)
+from deploy.bench.worker import SAMPLE_TOKENS  # noqa: E402 - the bench's prompt ("a photo of a dog.")
 
 # Kind of work -> (torch operators, ONNX Runtime op types). Operators not listed fall into "other".
 KINDS = {
