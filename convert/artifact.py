@@ -46,7 +46,7 @@ from .schema import (
 
 __all__ = ["EXTRA_FILE", "FORMAT", "FORMAT_VERSION", "KINDS", "KIT_VERSION", "MANIFEST_NAME", "MODEL_ROLES",
            "TARGET_ENGINES", "VerifiedArtifacts", "build_manifest", "bytecode_version", "check_model_file",
-           "file_entry", "host_target", "io_specs", "read_manifest", "read_metadata", "require_target",
+           "file_entry", "host_target", "io_specs", "read_manifest", "read_metadata", "require_executorch_version", "require_target",
            "validate_manifest", "verify_all", "verify_artifacts", "verify_file", "versions", "write_manifest"]
 
 _MAX_JSON_BYTES = 64 << 20
@@ -74,24 +74,28 @@ def io_specs(image_size: list[int], context_length: int, embed_dim: int,
     }
 
 
-def versions(bytecode: int | None) -> dict[str, Any]:
+def versions(bytecode: int | None, executorch: str | None = None) -> dict[str, Any]:
     import open_clip
     import torch
 
-    return {"torch": torch.__version__, "open_clip": open_clip.__version__,
-            "python": platform.python_version(), "bytecode": bytecode}
+    found = {"torch": torch.__version__, "open_clip": open_clip.__version__,
+             "python": platform.python_version(), "bytecode": bytecode}
+    if executorch:
+        found["executorch"] = executorch
+    return found
 
 
 def build_manifest(*, model: dict, target: str, engine: str, config: dict, preprocess: dict,
                    tokenizer: dict, zero_shot: dict | None, files: list[dict], fidelity: dict,
-                   bytecode: int | None, quantized: dict, runtime: dict | None = None) -> dict[str, Any]:
+                   bytecode: int | None, quantized: dict, runtime: dict | None = None,
+                   executorch: str | None = None) -> dict[str, Any]:
     """The manifest dict (see ``docs/formats.md``); ``created_utc`` is the only time-dependent field."""
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kit_version": KIT_VERSION,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "versions": versions(bytecode),
+        "versions": versions(bytecode, executorch),
         "model": model,
         "target": target,
         "engine": engine,
@@ -173,7 +177,7 @@ def verify_file(directory: Path, entry: dict[str, Any], manifest: dict[str, Any]
     digest = sha256_of(path) if size == entry["bytes"] else None
     if (size != entry["bytes"] or digest != entry["sha256"]) and manifest is not None and entry["role"] in MODEL_ROLES:
         try:
-            meta = read_metadata(path)
+            meta = read_metadata(path, entry["format"])
         except ArtifactError:
             meta = {}
         if any(key in meta and meta[key] != manifest[key] for key in ("target", "engine")):
@@ -189,14 +193,19 @@ def verify_file(directory: Path, entry: dict[str, Any], manifest: dict[str, Any]
     return path
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The ``clip_kit.json`` embedded in a ``.ptl``/``.pt`` (read from the zip, no model load).
+def read_metadata(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """The ``clip_kit.json`` embedded in a model file: from the zip of a ``.ptl``/``.pt`` (no model load), from
+    the ``clip_kit_json`` method of a ``.pte`` (``fmt`` ``"pte"``, or the suffix; the forward method is not loaded).
 
     Raises :class:`ArtifactError` when the file is no readable archive or carries no metadata.
     """
     import zipfile
 
     path = Path(path)
+    if (fmt or ("pte" if path.suffix == ".pte" else "lite")) == "pte":
+        from .export_pte import read_pte_metadata
+
+        return validate_metadata(read_pte_metadata(path), f"{path.name}: its {EXTRA_FILE}")
     try:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
@@ -244,7 +253,7 @@ def bytecode_version(path: Path) -> int:
 
 def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> None:
     """The embedded metadata of a verified model file agrees with its manifest entry."""
-    meta = read_metadata(path)
+    meta = read_metadata(path, entry["format"])
     if meta.get("role") != entry["role"]:
         raise ArtifactError(f"{path.name} is a {meta.get('role')!r} artifact, the manifest lists it as {entry['role']!r}")
     name = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else None
@@ -252,6 +261,8 @@ def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]
         raise ArtifactError(f"{path.name} was converted from {name!r}, the manifest says {manifest['model']['name']!r}")
     if any(key in meta and meta[key] != manifest[key] for key in ("target", "engine")):
         raise _mixed(path, meta, manifest)
+    if entry["format"] == "pte":
+        require_executorch_version(manifest, path.name, (meta.get("versions") or {}).get("executorch"))
     if entry["format"] == "lite":
         try:
             got = bytecode_version(path)
@@ -260,6 +271,22 @@ def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]
         want = manifest["versions"].get("bytecode")
         if want is not None and got != want:
             raise ArtifactError(f"{path.name}: bytecode version {got}, the manifest says {want}")
+
+
+def require_executorch_version(manifest: dict[str, Any], name: str, embedded: Any = None) -> str:
+    """The installed executorch is the one that wrote ``name`` (the manifest's and the file's own record): a
+    ``.pte`` from another release is refused in one line (its program and kernels may not match this runtime)."""
+    from .export_pte import INSTALL, executorch_version
+
+    have = executorch_version()
+    written = manifest["versions"].get("executorch")
+    if have is None:
+        raise ArtifactError(f"{name} is an ExecuTorch program and executorch is not installed: {INSTALL}")
+    for what, version in (("the manifest", written), (f"{name}'s metadata", embedded)):
+        if version is not None and _base_version(version) != _base_version(have):
+            raise ArtifactError(f"{name} was written by executorch {version} ({what}), this is executorch {have}: "
+                                f"reconvert with this executorch, or {INSTALL}")
+    return have
 
 
 def require_target(manifest: dict[str, Any], target: str, what: str, where: str = "these artifacts") -> None:
@@ -342,7 +369,9 @@ def verify_artifacts(directory: str | Path, roles: tuple[str, ...] | None = None
                and (roles is None or e["role"] in roles)]
     if require_image and (roles is None or "image_encoder" in roles) and not any(
             e["role"] == "image_encoder" for e in entries):
-        hint = " (convert with --also-pt for .pt twins)" if "torchscript" in formats else ""
+        hint = (" (convert with --also-pt for .pt twins)" if "torchscript" in formats
+                else " (convert with --format pte or --format both)" if "pte" in formats
+                else " (convert with --format ptl or --format both)" if "lite" in formats else "")
         raise ArtifactError(f"{directory / MANIFEST_NAME} lists no {'/'.join(formats)} image_encoder{hint}")
     paths: dict[tuple[str, str], Path] = {}
     for entry in entries:

@@ -85,3 +85,73 @@ def unfold_attention(module: nn.Module) -> int:
                 continue
             count += 1
     return count
+
+
+class QKVLinear(nn.Module):
+    """``in_proj`` as three Linears (``q``, ``k``, ``v``: the rows of the stacked weight), for torch.export.
+
+    XNNPACK takes no ``select`` or ``split``, so slicing one stacked projection's output would cut every
+    attention block out of its delegate; three Linears (as ExecuTorch's own llama example writes
+    attention) keep the block in one. Per-channel int8 weights are the same numbers either way (a row's
+    scale is its own); per-tensor ones get a scale per projection instead of one for the three.
+    """
+
+    def __init__(self, in_proj: nn.Linear) -> None:
+        super().__init__()
+        width = in_proj.out_features // 3
+        bias = in_proj.bias is not None
+        self.q, self.k, self.v = (nn.Linear(in_proj.in_features, width, bias=bias) for _ in range(3))
+        with torch.no_grad():
+            for i, linear in enumerate((self.q, self.k, self.v)):
+                linear.weight.copy_(in_proj.weight[i * width:(i + 1) * width])
+                if bias:
+                    linear.bias.copy_(in_proj.bias[i * width:(i + 1) * width])
+
+
+class ExportSelfAttention(nn.Module):
+    """:class:`ExplicitSelfAttention` written for torch.export and XNNPACK (the ``.pte`` path), same function.
+
+    Every reshape has at most one inferred dimension and no symbolic one (XNNPACK's reshape takes neither),
+    so the batch must be static (the ``.pte`` towers take one input a call, as a phone does) while the
+    sequence length may vary; the core is bmm, add, softmax, bmm: ``scaled_dot_product_attention``'s export
+    decomposition masks fully-masked rows with any/where/full_like, which XNNPACK cannot take.
+    """
+
+    def __init__(self, attention: ExplicitSelfAttention) -> None:
+        super().__init__()
+        self.embed_dim = attention.embed_dim
+        self.num_heads = attention.num_heads
+        self.head_dim = attention.head_dim
+        self.scale = attention.scale
+        self.in_proj = QKVLinear(attention.in_proj)
+        self.out_proj = attention.out_proj
+
+    def _heads(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        # [B, L, E] -> [B * H, L, hd]
+        x = x.reshape(batch, -1, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        return x.reshape(batch * self.num_heads, -1, self.head_dim)
+
+    def forward(self, query: torch.Tensor, key: Optional[torch.Tensor] = None, value: Optional[torch.Tensor] = None,
+                need_weights: bool = False, attn_mask: Optional[torch.Tensor] = None):
+        batch = query.shape[0]
+        q = self._heads(self.in_proj.q(query) * self.scale, batch)
+        k = self._heads(self.in_proj.k(query), batch)
+        v = self._heads(self.in_proj.v(query), batch)
+        scores = torch.bmm(q, k.transpose(1, 2))
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        out = torch.bmm(torch.softmax(scores, dim=-1), v)
+        out = out.reshape(batch, self.num_heads, -1, self.head_dim).permute(0, 2, 1, 3)
+        return self.out_proj(out.reshape(batch, -1, self.embed_dim)), None
+
+
+def attention_for_export(module: nn.Module) -> int:
+    """Replace, in place, every :class:`ExplicitSelfAttention` below ``module`` by its
+    :class:`ExportSelfAttention` form. Returns how many were replaced."""
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ExplicitSelfAttention):
+                setattr(parent, name, ExportSelfAttention(child))
+                count += 1
+    return count

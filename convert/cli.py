@@ -12,7 +12,17 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ENGINES, PACK_MODES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
+from .config import (
+    ENGINES,
+    FORMATS,
+    PACK_MODES,
+    PRECISIONS,
+    QUANTIZE_MODES,
+    TARGETS,
+    WEIGHT_SCHEMES,
+    build_config,
+    read_labels,
+)
 from .errors import ConfigError, KitError
 
 KIT_SPINCOUNT = "1000"
@@ -105,13 +115,19 @@ class KitArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = KitArgumentParser(prog="python -m convert", description=(
-        "Convert an open_clip CLIP model into int8, scripted, mobile-optimized .ptl artifacts and "
-        "verify them against the fp32 model. With no arguments: the built-in tiny CLIP, offline."))
+        "Convert an open_clip CLIP model into int8 mobile artifacts (TorchScript lite .ptl, ExecuTorch .pte, or "
+        "both) and verify them against the fp32 model. With no arguments: the built-in tiny CLIP, offline."))
     p.add_argument("--recipe", help="YAML recipe file or built-in name (android, android-compact, x86, paper); options below override it")
     p.add_argument("--model", help="open_clip model name (open_clip.list_models()); default kit-tiny-clip")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--pretrained", help="open_clip pretrained tag (needs the network once), 'none' for seeded random weights")
     src.add_argument("--checkpoint", help="local state dict / open_clip checkpoint file")
+    p.add_argument("--format", choices=FORMATS, help=(
+        "model files to write: ptl (TorchScript lite, pytorch_android_lite; the default), pte (ExecuTorch + XNNPACK, "
+        'needs pip install -e ".[executorch]"), or both from the one recipe'))
+    p.add_argument("--allow-undelegated", action="store_true", default=None, help=(
+        ".pte: accept Linear/matmul/attention ops that XNNPACK does not take (they run in portable kernels, "
+        "10-100x slower); by default the conversion fails"))
     p.add_argument("--quantize", choices=QUANTIZE_MODES, help="towers to quantize (default combined)")
     p.add_argument("--target", choices=TARGETS, help="android: qnnpack + optimize_for_mobile; x86: fbgemm, unfrozen")
     p.add_argument("--engine", choices=ENGINES, help="quantized engine (default: the target's)")
@@ -180,9 +196,13 @@ def print_summary(result, console) -> None:
 
     m = result.manifest
     weights = m["model"].get("pretrained") or (f"checkpoint {m['model'].get('checkpoint')}" if m["model"].get("checkpoint") else None)
-    console.print(f"{m['model']['name']} -> {result.out_dir} ({m['target']}, {m['engine']}, bytecode "
-                  f"v{m['versions']['bytecode']}; weights: {'RANDOM (--pretrained none)' if weights == 'none' else weights})",
-                  soft_wrap=True)
+    runtimes = []
+    if m["versions"].get("bytecode") is not None:
+        runtimes.append(f"bytecode v{m['versions']['bytecode']}")
+    if m["versions"].get("executorch"):
+        runtimes.append(f"executorch {m['versions']['executorch']}")
+    console.print(f"{m['model']['name']} -> {result.out_dir} ({m['target']}, {m['engine']}, {', '.join(runtimes)}; "
+                  f"weights: {'RANDOM (--pretrained none)' if weights == 'none' else weights})", soft_wrap=True)
     table = Table()
     for col in ("artifact", "MiB", "fp32 MiB", "ratio", "cos min", "cos mean", "SQNR dB", "max abs err"):
         table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
@@ -196,9 +216,15 @@ def print_summary(result, console) -> None:
     table.add_row("total", _mib(total), _mib(total_fp32), f"{total / total_fp32:.3f}" if total_fp32 else "", "", "", "", "",
                   style="bold")
     console.print(table)
-    head = m["fidelity"].get("zero_shot_head")
-    if head:
-        console.print(f"zero-shot head: top-1 agreement with fp32 on the probe images {head['top1_agreement']:.3f}")
+    for row in result.rows:
+        if row["role"] == "zero_shot_head" and row.get("top1_agreement") is not None:
+            console.print(f"{row['file']}: top-1 agreement with fp32 on the probe images {row['top1_agreement']:.3f}")
+    for entry in m["files"]:
+        portable = {op: n for op, n in (entry.get("delegation") or {}).get("portable", {}).items()}
+        if portable:
+            console.print(f"{entry['file']}: {sum(entry['delegation']['xnnpack'].values())} ops in XNNPACK "
+                          f"({entry['delegation']['segments']['xnnpack']} segments); portable kernels: "
+                          + ", ".join(f"{op} x{n}" for op, n in portable.items()), soft_wrap=True, highlight=False)
     if result.installed_to:
         console.print(f"installed into {result.installed_to}")
 

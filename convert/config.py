@@ -24,6 +24,9 @@ PRECISIONS = ("int8", "fp32")
 TEMPLATE_SETS = ("openai", "simple", "plain")
 # When int8 weights are packed for the engine (see convert/packing.py).
 PACK_MODES = ("load", "first-call")
+# Which model files a conversion writes: TorchScript lite (.ptl, pytorch_android_lite), ExecuTorch (.pte,
+# XNNPACK; needs the executorch extra), or both from the one recipe.
+FORMATS = ("ptl", "pte", "both")
 DEFAULT_ENGINE = {"android": "qnnpack", "x86": "fbgemm"}
 # fbgemm packs at load unless told otherwise; qnnpack (android) always packs on the first call itself.
 DEFAULT_PACK = {"android": "load", "x86": "first-call"}
@@ -132,6 +135,9 @@ class ConvertConfig:
     # None: on where it is exact in fp32 (causal text towers pooled at the end-of-text token), else off.
     truncate_text: bool | None = None
     full_range: bool = QuantConfig.full_range
+    format: str = "ptl"
+    # .pte only: accept a Linear/matmul/attention op that XNNPACK does not take (it then runs in portable kernels).
+    allow_undelegated: bool = False
     # The recipe the config was built from (a built-in name or a file's stem); names the default --out.
     recipe: str | None = None
 
@@ -139,7 +145,7 @@ class ConvertConfig:
         # Types first (a recipe's `force: "false"` is a true string: it once replaced a user's output).
         for name in ("out", "checkpoint", "install_to", "templates"):
             object.__setattr__(self, name, _path_or_none(name, getattr(self, name), _PATH_FIELDS[name]))
-        for name in ("force", "also_pt", "truncate_text", "full_range"):
+        for name in ("force", "also_pt", "truncate_text", "full_range", "allow_undelegated"):
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "truncate_text" and value is None):
                 raise ConfigError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__})")
@@ -152,6 +158,12 @@ class ConvertConfig:
         if self.recipe is not None and not isinstance(self.recipe, str):
             raise ConfigError(f"recipe={self.recipe!r} must be a recipe name")
         _choice("target", self.target, TARGETS)
+        _choice("format", self.format, FORMATS)
+        if self.format == "pte":
+            for name, default in (("also_pt", False), ("bytecode_version", None), ("full_range", False)):
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{name}={getattr(self, name)!r} applies to .ptl files only; with format='pte' "
+                                      "leave it out, or use format='both'")
         if self.engine is None:
             object.__setattr__(self, "engine", DEFAULT_ENGINE[self.target])
         if self.pack is None:
@@ -222,9 +234,14 @@ class ConvertConfig:
         )
 
     @property
+    def formats(self) -> tuple[str, ...]:
+        """The model-file formats written, in order: ``("ptl",)``, ``("pte",)`` or ``("ptl", "pte")``."""
+        return ("ptl", "pte") if self.format == "both" else (self.format,)
+
+    @property
     def needs_xnnpack(self) -> bool:
-        """Android artifacts get optimize_for_mobile's XNNPACK rewrites; x86 ones do not."""
-        return self.target == "android"
+        """Android ``.ptl`` files get optimize_for_mobile's XNNPACK rewrites; x86 ones (and ``.pte``) do not."""
+        return self.target == "android" and "ptl" in self.formats
 
     @property
     def out_dir(self) -> Path:

@@ -33,7 +33,9 @@ class ZeroShotHead(nn.Module):
         self.logit_scale = float(logit_scale)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * torch.matmul(F.normalize(embedding, dim=-1), self.weight.t())
+        # a Linear, not ``x @ W.t()``: XNNPACK takes a matmul only with a constant right-hand side, and a
+        # transposed buffer is not one (the .pte head's mm fell to portable kernels)
+        return self.logit_scale * F.linear(F.normalize(embedding, dim=-1), self.weight)
 
 
 def _named_templates(name: str) -> list[Template]:

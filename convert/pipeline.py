@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from . import export
+from . import export, export_pte
 from .artifact import build_manifest, file_entry, io_specs, require_target, versions, write_manifest
 from .config import BUILTIN_MODEL, ConvertConfig
 from .errors import OutputError
@@ -41,7 +41,8 @@ from .probes import probe_images, probe_texts
 from .quantize import full_range_requirement, set_engine
 from .torchcheck import check_torch
 from .towers import build_towers, work_shape
-from .verify import Reference, enforce_floor, verify_lite
+from .export_pte import load_pte, require_executorch
+from .verify import Reference, enforce_floor, verify_lite, verify_towers
 
 Log = Callable[[str], None]
 ANDROID_ASSETS = Path("app") / "src" / "main" / "assets" / "clipkit"
@@ -117,7 +118,8 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     reference = make_reference(loaded, tokenizer, labels, config.seed)
     log("building towers")
     set_engine(config.engine)
-    towers = build_towers(loaded.model, config.quant, truncate_text=config.truncate_text, pack=config.pack)
+    towers = build_towers(loaded.model, config.quant, truncate_text=config.truncate_text, pack=config.pack,
+                          quantize="ptl" in config.formats)
     modules: dict[str, torch.nn.Module] = dict(towers.modules)
     fp32_bytes = {role: tensor_bytes(t) for role, t in towers.fp32.items()}
     with torch.no_grad():
@@ -129,12 +131,13 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         head, zero_shot = build_head(loaded, tokenizer, labels, *templates)
         modules["zero_shot_head"] = head
         fp32_bytes["zero_shot_head"] = tensor_bytes(head)
+    executorch = require_executorch(lowering=True) if "pte" in config.formats else None
     meta = {
         "model": _model_block(config, loaded),
         "preprocess": loaded.preprocess,
         "tokenizer": loaded.tokenizer,
         "zero_shot": zero_shot,
-        "versions": {k: v for k, v in versions(None).items() if k != "bytecode"},
+        "versions": {k: v for k, v in versions(None, executorch).items() if k != "bytecode"},
         "target": config.target,
         "engine": config.engine,
     }
@@ -142,21 +145,48 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
                      len(labels or []))
     # how much a call computes, for per-call thread sizing at run time (deploy.threads)
     work = {role: work_shape(tower, loaded.tokenizer["context_length"]) for role, tower in towers.fp32.items()}
-    files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, work, log)
-    log("verifying the lite artifacts against the fp32 reference")
-    fidelity = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
-    files += write_side_files(staging, ops, loaded)
+    files: list[dict[str, Any]] = []
+    ops: dict[str, list[str]] = {}
+    delegation: dict[str, Any] = {}
+    fidelity: dict[str, dict[str, Any]] = {}
+    bytecode = None
+    quantized = {role: report.to_dict() for role, report in towers.reports.items()}
+    if "ptl" in config.formats:
+        ptl_files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, work, log)
+        log("verifying the lite artifacts against the fp32 reference")
+        fidelity["ptl"] = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
+        files += _with_fidelity(ptl_files, fidelity["ptl"], "lite")
+    if "pte" in config.formats:
+        pte_files, pte_paths, delegation, pte_quantized = export_pte_towers(
+            staging, towers.fp32, head, config, meta, loaded, specs, work, log)
+        log("verifying the ExecuTorch artifacts against the fp32 reference")
+        loaded_pte = {role: load_pte(path, role, work.get(role)) for role, path in pte_paths.items()}
+        fidelity["pte"] = verify_towers(loaded_pte, reference, config.min_cosine, head, exactness)
+        files += _with_fidelity(pte_files, fidelity["pte"], "pte")
+        if "ptl" not in config.formats:
+            quantized = pte_quantized
+        else:
+            quantized = {role: dict(report, pte=pte_quantized[role]) for role, report in quantized.items()}
+    files += write_side_files(staging, ops, loaded, delegation)
     manifest = build_manifest(
         model=meta["model"], target=config.target, engine=config.engine,
         config=dict(_recorded_config(config), truncate_text=towers.fp32["text_encoder"].truncate),
         preprocess=loaded.preprocess, tokenizer=loaded.tokenizer, zero_shot=zero_shot, files=files,
-        fidelity=fidelity, bytecode=bytecode,
-        quantized={role: report.to_dict() for role, report in towers.reports.items()},
-        runtime=runtime_requirements(config),
+        fidelity=fidelity[config.formats[0]], bytecode=bytecode, quantized=quantized,
+        runtime=runtime_requirements(config), executorch=executorch,
     )
     write_manifest(staging, manifest)
-    enforce_floor(fidelity, config.min_cosine)
-    return ConversionResult(out_dir=staging, manifest=manifest, rows=summary_rows(files, fidelity, fp32_bytes))
+    enforce_floor({f"{role} (.{fmt})" if len(fidelity) > 1 else role: figures
+                   for fmt, per_role in fidelity.items() for role, figures in per_role.items()}, config.min_cosine)
+    return ConversionResult(out_dir=staging, manifest=manifest, rows=summary_rows(files, fp32_bytes))
+
+
+def _with_fidelity(files: list[dict[str, Any]], fidelity: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    """Each model file's entry carries its own fidelity figures (the ``.pt`` twin is the ``.ptl``'s module)."""
+    for entry in files:
+        if entry["role"] in fidelity and entry["format"] in (fmt, "torchscript"):
+            entry["fidelity"] = fidelity[entry["role"]]
+    return files
 
 
 def make_reference(loaded: LoadedModel, tokenizer, labels, seed: int) -> Reference:
@@ -212,30 +242,85 @@ def export_towers(staging: Path, modules: dict[str, torch.nn.Module], config: Co
     return files, lite_paths, bytecode, ops
 
 
-def write_side_files(staging: Path, ops: dict[str, list[str]], loaded: LoadedModel) -> list[dict[str, Any]]:
-    """``ops.yaml`` (root operators, for a selective mobile build) and the BPE vocabulary."""
+def export_pte_towers(staging: Path, fp32: dict[str, torch.nn.Module], head: torch.nn.Module | None,
+                      config: ConvertConfig, meta: dict[str, Any], loaded: LoadedModel, specs: dict[str, tuple],
+                      work: dict[str, dict | None], log: Log):
+    """The ``.pte`` of every role from the recipe's fp32 towers (``convert.export_pte``), each with its
+    metadata and delegation report; says in the log what the recipe asked that XNNPACK does otherwise.
+
+    Returns ``(files entries, {role: path}, {file: delegation report}, {role: quantization report})``.
+    """
+    quant = config.quant
+    files: list[dict[str, Any]] = []
+    paths: dict[str, Path] = {}
+    delegation: dict[str, Any] = {}
+    reports: dict[str, dict] = {}
+    said: set[str] = set()
+    modules: dict[str, torch.nn.Module] = dict(fp32)
+    if head is not None:
+        modules["zero_shot_head"] = head
+    for role, tower in modules.items():
+        quantize = quant.image if role == "image_encoder" else quant.text if role == "text_encoder" else False
+        module, selected, report, notes = export_pte.prepare_tower(tower, quant, role, quantize)
+        for note in notes:
+            if note not in said:
+                log(f"note (.pte): {note}")
+                said.add(note)
+        role_work = work.get(role)
+        if role == "text_encoder" and role_work is not None:
+            # the caller cuts each prompt (export_pte.cut_tokens) where the .ptl tower cuts itself
+            role_work = dict(role_work, pool=fp32[role].pool_type, eos_id=fp32[role].eos_id)
+            work[role] = role_work
+        log(f"exporting {role} to ExecuTorch (XNNPACK{', dynamic int8' if selected else ', fp32'})")
+        inputs, dynamic = export_pte.example_inputs(role, loaded.preprocess["image_size"],
+                                                     loaded.tokenizer["context_length"], loaded.embed_dim)
+        path = staging / f"{role}.pte"
+        delegation[path.name] = export_pte.export_pte(
+            module, role, inputs, dynamic, selected, dict(meta, role=role, format="pte"), path,
+            allow_undelegated=config.allow_undelegated)
+        spec_in, spec_out = specs[role]
+        extra: dict[str, Any] = {"inputs": spec_in, "outputs": spec_out, "delegation": delegation[path.name]}
+        if role_work is not None:
+            extra["work"] = role_work
+        files.append(file_entry(path, role, "pte", **extra))
+        paths[role] = path
+        if role != "zero_shot_head":
+            reports[role] = report.to_dict()
+    return files, paths, delegation, reports
+
+
+def write_side_files(staging: Path, ops: dict[str, list[str]], loaded: LoadedModel,
+                     delegation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``ops.yaml`` (root operators of the ``.ptl`` files, for a selective mobile build; for ``.pte`` files what
+    runs in XNNPACK and what in portable kernels, which a selective ExecuTorch build needs) and the BPE
+    vocabulary."""
     import open_clip
 
     ops_path = staging / "ops.yaml"
-    all_ops = sorted({op for names in ops.values() for op in names})
-    atomic_write(ops_path, lambda tmp: Path(tmp).write_text(
-        yaml.safe_dump({"root_operators": all_ops, "per_file": ops}, sort_keys=True), encoding="utf-8"))
+    document: dict[str, Any] = {}
+    if ops:
+        document.update(root_operators=sorted({op for names in ops.values() for op in names}), per_file=ops)
+    if delegation:
+        document["executorch"] = {"portable_operators": sorted({op for r in delegation.values() for op in r["portable"]}),
+                                  "per_file": delegation}
+    atomic_write(ops_path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(document, sort_keys=True), encoding="utf-8"))
     vocab = staging / loaded.tokenizer["vocab_file"]
     vocab_src = Path(open_clip.__file__).parent / loaded.tokenizer["vocab_file"]
     atomic_write(vocab, lambda tmp: shutil.copyfile(vocab_src, tmp))
     return [file_entry(ops_path, "ops", "yaml"), file_entry(vocab, "vocab", "bpe-merges-gz")]
 
 
-def summary_rows(files: list[dict[str, Any]], fidelity: dict[str, Any], fp32_bytes: dict[str, int]) -> list[dict]:
-    """One row per ``.ptl``: size against fp32 and its fidelity figures."""
+def summary_rows(files: list[dict[str, Any]], fp32_bytes: dict[str, int]) -> list[dict]:
+    """One row per model file the device runs (``.ptl``, ``.pte``): size against fp32 and its fidelity figures."""
     rows = []
     for entry in files:
-        if entry["format"] != "lite":
+        if entry["format"] not in ("lite", "pte"):
             continue
         role = entry["role"]
         fp32 = fp32_bytes[role]
-        rows.append({"role": role, "file": entry["file"], "bytes": entry["bytes"], "fp32_bytes": fp32,
-                     "ratio": entry["bytes"] / fp32 if fp32 else None, **fidelity.get(role, {})})
+        rows.append({"role": role, "file": entry["file"], "format": entry["format"], "bytes": entry["bytes"],
+                     "fp32_bytes": fp32, "ratio": entry["bytes"] / fp32 if fp32 else None,
+                     **entry.get("fidelity", {})})
     return rows
 
 
@@ -265,7 +350,7 @@ def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:
 
 
 def install_to_app(out: Path, app_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Copy the manifest, the ``.ptl`` files and the vocabulary into the Android app's assets."""
+    """Copy the manifest, the ``.ptl`` / ``.pte`` files and the vocabulary into the Android app's assets."""
     if not (app_dir / "app").is_dir():
         raise OutputError(f"install target {app_dir} is not the android_demo project (no app/ folder)")
     require_target(manifest, "android", f"the Android app ({app_dir})")
@@ -274,7 +359,7 @@ def install_to_app(out: Path, app_dir: Path, manifest: dict[str, Any]) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {dest}: {exc.strerror or exc}") from None
-    names = ["manifest.json"] + [f["file"] for f in manifest["files"] if f["format"] in ("lite", "bpe-merges-gz")]
+    names = ["manifest.json"] + [f["file"] for f in manifest["files"] if f["format"] in ("lite", "pte", "bpe-merges-gz")]
     for name in names:
         atomic_write(dest / name, lambda tmp, name=name: shutil.copyfile(out / name, tmp))
     return dest

@@ -91,9 +91,26 @@ def _kept(name: str, quant: QuantConfig, role: str) -> bool:
         return True
     if quant.projection == "fp32" and name in ("proj", "projection"):
         return True
-    if quant.patch == "fp32" and name.endswith("conv1.linear"):
+    if quant.patch == "fp32" and (name.endswith("conv1.linear") or name == "visual.conv1"):
         return True
     return False
+
+
+def select_modules(tower: nn.Module, quant: QuantConfig, role: str,
+                   types: tuple[type, ...] = (nn.Linear,)) -> tuple[dict[str, bool], QuantReport]:
+    """The recipe's choice, format-free: ``{module name: per-channel?}`` for the modules of exact ``types``
+    that become int8, and the report of int8 / fp32 names. Both export formats quantize what this returns
+    (``.ptl`` through ``torch.ao``'s dynamic Linear, ``.pte`` through the XNNPACK quantizer)."""
+    report = QuantReport()
+    selected: dict[str, bool] = {}
+    for name, module in tower.named_modules():
+        if type(module) in types:
+            if _kept(name, quant, role):
+                report.fp32.append(name)
+                continue
+            selected[name] = quant.weights == "per-channel" and not _matches(f"{role}.{name}", quant.per_tensor)
+            report.int8.append(name)
+    return selected, report
 
 
 def set_engine(engine: str) -> None:
@@ -120,16 +137,9 @@ def quantize_tower(tower: nn.Module, quant: QuantConfig, role: str) -> tuple[nn.
     )
 
     set_engine(quant.engine)
-    report = QuantReport()
-    spec = {}
-    for name, module in tower.named_modules():
-        if type(module) is nn.Linear:
-            if _kept(name, quant, role):
-                report.fp32.append(name)
-                continue
-            per_channel = quant.weights == "per-channel" and not _matches(f"{role}.{name}", quant.per_tensor)
-            spec[name] = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
-            report.int8.append(name)
+    selected, report = select_modules(tower, quant, role)
+    spec = {name: per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+            for name, per_channel in selected.items()}
     tower = copy.deepcopy(tower)
     if spec:
         tower = quantize_dynamic(tower, spec, dtype=torch.qint8)

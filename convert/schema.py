@@ -17,8 +17,8 @@ MANIFEST_NAME = "manifest.json"
 EXTRA_FILE = "clip_kit.json"
 MODEL_ROLES = ("image_encoder", "text_encoder", "zero_shot_head")
 # kind asked for by a loader -> (files[].format, suffix)
-KINDS = {"lite": ("lite", ".ptl"), "jit": ("torchscript", ".pt")}
-FILE_FORMATS = ("lite", "torchscript", "bpe-merges-gz", "yaml")
+KINDS = {"lite": ("lite", ".ptl"), "jit": ("torchscript", ".pt"), "pte": ("pte", ".pte")}
+FILE_FORMATS = ("lite", "torchscript", "pte", "bpe-merges-gz", "yaml")
 # The phone runs qnnpack weights; fbgemm (x86) weights on a phone are the shipped-the-wrong-file mistake.
 TARGET_ENGINES = {"android": ("qnnpack",), "x86": ("fbgemm", "qnnpack")}
 
@@ -93,6 +93,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
     v = c.mapping(manifest, "versions")
     c.text(v, "torch", "versions")
     c.integer(v, "bytecode", "versions", 1, optional=True)
+    c.text(v, "executorch", "versions", optional=True)
     m = c.mapping(manifest, "model")
     c.text(m, "name", "model")
     c.integer(m, "embed_dim", "model", 1)
@@ -160,6 +161,14 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
             c.integer(work, "width", f"{where}.work", 1)
             c.integer(work, "rows_per_input", f"{where}.work", 1)
             c.get(work, "rows_end_at_eot", f"{where}.work", (bool,), "true or false", optional=True)
+            pool = c.text(work, "pool", f"{where}.work", optional=True)
+            if pool is not None and pool not in ("argmax", "eos", "first", "last"):
+                c.fail(f"{where}.work.pool", pool, "argmax, eos, first or last")
+            c.integer(work, "eos_id", f"{where}.work", -1, optional=True)
+        for key in ("delegation", "fidelity"):
+            c.mapping(entry, key, where, optional=True)
+        if fmt == "pte" and entry["role"] in MODEL_ROLES and not v.get("executorch"):
+            c.fail("versions.executorch", v.get("executorch"), "the executorch version (files[] lists .pte files)")
     _check_file_list(c, manifest)
     c.mapping(manifest, "fidelity", optional=True)
     return manifest

@@ -125,19 +125,26 @@ class TextEncoder(nn.Module):
                              f"this one pools {pool_type!r} with {'a non-causal' if attn_mask is not None else 'no'} mask")
         self.truncate = truncate
 
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
+    def pool_index(self, text: torch.Tensor) -> torch.Tensor:
+        """The position each row is pooled at (its end-of-text token, or the first)."""
         if self.pool_type == "argmax":
-            index = text.argmax(dim=-1)
-        elif self.pool_type == "eos":
-            index = (text == self.eos_id).int().argmax(dim=-1)
-        else:
-            index = torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
+            return text.argmax(dim=-1)
+        if self.pool_type == "eos":
+            return (text == self.eos_id).int().argmax(dim=-1)
+        return torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        index = self.pool_index(text)
         mask = self.attn_mask
         if self.truncate and text.shape[0] > 0:
             text = text[:, :int(index.max()) + 1]
         if mask is not None:
             # as open_clip does: a shorter input (or the truncation above) uses the mask's leading block
             mask = mask[:text.shape[1], :text.shape[1]]
+        return self.encode(text, index, mask)
+
+    def encode(self, text: torch.Tensor, index: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The tower after pooling positions and mask are known (shared by :class:`ExportTextEncoder`)."""
         x = self.token_embedding(text)
         x = x + self.positional_embedding[: x.shape[1]]
         x = self.transformer(x, attn_mask=mask)
@@ -150,6 +157,30 @@ class TextEncoder(nn.Module):
         else:
             pooled = x[:, -1]
         return self.projection(pooled)
+
+
+class ExportTextEncoder(nn.Module):
+    """A :class:`TextEncoder` as torch.export takes it (the ``.pte`` path): one prompt of any length up to the
+    context, cut by the caller after its end-of-text token (``deploy`` does, as the ``.ptl`` tower does inside).
+
+    Slicing the stored mask to a symbolic length makes torch.export guard that length away from the full
+    context (a strided view is contiguous only at full size), so a causal mask is built for the input's
+    length instead: the same values as open_clip's slice.
+    """
+
+    def __init__(self, tower: TextEncoder) -> None:
+        super().__init__()
+        self.tower = tower
+        self.causal = tower.attn_mask is not None and is_causal_mask(tower.attn_mask)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        mask = self.tower.attn_mask
+        length = text.shape[1]
+        if self.causal:
+            mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
+        elif mask is not None:
+            mask = mask[:length, :length]
+        return self.tower.encode(text, self.tower.pool_index(text), mask)
 
 
 def is_causal_mask(mask: torch.Tensor) -> bool:

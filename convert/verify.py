@@ -1,4 +1,5 @@
-"""Stage 6: reload every saved ``.ptl`` in the lite interpreter and compare it with the fp32 model.
+"""Stage 6: reload every saved model file in the runtime that will run it (``.ptl``: the lite interpreter,
+``.pte``: ExecuTorch) and compare it with the fp32 model.
 
 Validation is its own stage over the declared roles (as optimum's ``validate_model_outputs`` is), but
 stricter: a tower below the recipe's floor is a :class:`FidelityError`, never a warning, and the
@@ -6,6 +7,7 @@ conversion then leaves nothing behind.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,29 +30,37 @@ class Reference:
 
 
 @torch.no_grad()
-def verify_lite(paths: dict[str, Path], reference: Reference, floor: float, head: torch.nn.Module | None = None,
-                tower_exactness: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-    """Per role: cosine/SQNR/max-abs of the reloaded lite file against fp32; the head's top-1 agreement."""
+def verify_towers(modules: dict[str, Callable], reference: Reference, floor: float,
+                  head: torch.nn.Module | None = None,
+                  tower_exactness: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Per role: cosine/SQNR/max-abs of reloaded model files (``modules``: role -> a loaded file, called like
+    a module) against fp32; the head's top-1 agreement. The same inputs and figures for every format."""
     fidelity: dict[str, Any] = {}
-    lite_image = load_lite(paths["image_encoder"])(reference.images)
-    lite_text = load_lite(paths["text_encoder"])(reference.tokens)
+    image = modules["image_encoder"](reference.images)
+    text = modules["text_encoder"](reference.tokens)
     # One prompt at a time too, as the phone runs it: a text tower computed up to each prompt's own end-of-text
     # token (the default) sees other activation ranges than the padded batch (measured: ViT-B-32
     # android-compact batch 0.998988, per prompt 0.999159).
-    text_tower = load_lite(paths["text_encoder"])
-    one_by_one = torch.cat([text_tower(reference.tokens[i:i + 1]) for i in range(len(reference.tokens))])
-    for role, ref, got in (("image_encoder", reference.image, lite_image), ("text_encoder", reference.text, lite_text)):
+    one_by_one = torch.cat([modules["text_encoder"](reference.tokens[i:i + 1]) for i in range(len(reference.tokens))])
+    for role, ref, got in (("image_encoder", reference.image, image), ("text_encoder", reference.text, text)):
         fidelity[role] = dict(compare(ref, got), floor=floor)
         if role == "text_encoder":
             fidelity[role]["per_prompt"] = compare(ref, one_by_one)
         if tower_exactness:
             fidelity[role]["fp32_tower_max_abs_err"] = tower_exactness[role]["max_abs_err"]
-    if head is not None and "zero_shot_head" in paths:
+    if head is not None and "zero_shot_head" in modules:
         ref_logits = head(reference.image)
-        lite_logits = load_lite(paths["zero_shot_head"])(lite_image)
-        agree = (ref_logits.argmax(-1) == lite_logits.argmax(-1)).float().mean()
-        fidelity["zero_shot_head"] = dict(compare(ref_logits, lite_logits), top1_agreement=float(agree))
+        logits = modules["zero_shot_head"](image)
+        agree = (ref_logits.argmax(-1) == logits.argmax(-1)).float().mean()
+        fidelity["zero_shot_head"] = dict(compare(ref_logits, logits), top1_agreement=float(agree))
     return fidelity
+
+
+def verify_lite(paths: dict[str, Path], reference: Reference, floor: float, head: torch.nn.Module | None = None,
+                tower_exactness: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """:func:`verify_towers` over ``.ptl`` files reloaded in the lite interpreter."""
+    return verify_towers({role: load_lite(path) for role, path in paths.items()}, reference, floor, head,
+                         tower_exactness)
 
 
 def enforce_floor(fidelity: dict[str, Any], floor: float) -> None:

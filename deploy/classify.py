@@ -25,7 +25,7 @@ import sys
 from convert.config import read_labels
 from convert.errors import KitError
 
-from .artifacts import load_artifacts
+from .artifacts import add_runtime_option, load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
 from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk
 
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
     loud.add_argument("-v", "--verbose", action="store_true", help="a table per image instead of one line")
     loud.add_argument("-q", "--quiet", action="store_true", help="print only the results and errors")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the class-embedding cache")
-    p.add_argument("--jit", action="store_true", help="run the .pt TorchScript twins instead of the .ptl lite files")
+    add_runtime_option(p)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0 = no limit)")
     p.set_defaults(func=run)
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         from convert.errors import ConfigError
 
         raise ConfigError(f"--topk {args.topk} must be at least 1")
-    artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite",
+    artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, args.runtime,
                                               quiet=args.quiet, use_cache=not args.no_cache)
     pre = Preprocessor(artifacts.preprocess)
     max_pixels = args.max_pixels or None

@@ -34,7 +34,7 @@ from convert.head import format_prompts, load_templates
 from convert.load import reference_config, reference_from_manifest
 from convert.metrics import compare
 
-from .artifacts import load_artifacts
+from .artifacts import add_runtime_option, load_artifacts
 from .datasets import DATASETS, load_dataset
 from .plots import plot_similarity, plot_weights_and_errors, require_matplotlib
 from .preprocess import Preprocessor
@@ -122,7 +122,7 @@ def evaluate(artifacts_dir: str | Path, dataset: str = "shapes", n: int | None =
     ref_img = _fp32_encode_images(model, x)
     got_img = encode_images(artifacts, x)
     report: dict[str, Any] = {
-        "artifacts": str(artifacts_dir), "kind": kind, "model": artifacts.manifest["model"],
+        "artifacts": str(artifacts_dir), "kind": artifacts.kind, "model": artifacts.manifest["model"],
         "random_weights": random_weights(artifacts.manifest),
         "quantize": (artifacts.manifest.get("config") or {}).get("quantize"),
         "dataset": ds.name, "n": len(ds), "classes": len(ds.classes),
@@ -182,7 +182,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--templates", default="openai,simple", help="comma-separated template sets (openai, simple, plain, file)")
     p.add_argument("--no-linear-probe", action="store_true")
     p.add_argument("--checkpoint", help="reference checkpoint when the manifest's is not at its recorded path")
-    p.add_argument("--jit", action="store_true", help="evaluate the .pt twins instead of the .ptl files")
+    add_runtime_option(p)
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (needs matplotlib: the 'plots' extra)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the report as JSON (to FILE or stdout)")
     p.set_defaults(func=run)
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     templates = [t.strip() for t in args.templates.split(",") if t.strip()]
     if not templates:
         raise ConfigError("--templates is empty")
-    report = evaluate(args.artifacts, args.dataset, args.n, args.data_root, templates, "jit" if args.jit else "lite",
+    report = evaluate(args.artifacts, args.dataset, args.n, args.data_root, templates, args.runtime,
                       args.checkpoint, not args.no_linear_probe, args.plots, log=lambda m: console.log(m))
     if args.json:
         text = json.dumps(report, indent=2)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
-from .artifacts import load_artifacts
+from .artifacts import add_runtime_option, load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image
 from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_truncated
 from .tokenizer import KitTokenizer
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--index", help="index file (default: a cache file per folder and artifacts)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--jit", action="store_true", help="run the .pt twins instead of the .ptl files")
+    add_runtime_option(p)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings")
     p.set_defaults(func=run)
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("the text query is empty")
     # Only the query's tower now; build_index loads the image encoder if some image needs embedding.
     roles = ("image_encoder",) if args.image_query else ("text_encoder",)
-    artifacts = load_artifacts(args.artifacts, "jit" if args.jit else "lite", roles=roles)
+    artifacts = load_artifacts(args.artifacts, args.runtime, roles=roles)
     max_pixels = args.max_pixels or None
     q = query_embedding(artifacts, args.query, args.image_query, max_pixels, quiet=args.quiet)
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)

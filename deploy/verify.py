@@ -1,7 +1,8 @@
 """``python -m deploy verify DIR``: check an artifact directory the way every reader does, loading no model.
 
 The manifest's schema; every listed file a plain name inside ``DIR`` (no symbolic link leaving it) with
-the listed size and sha256; each model file's embedded ``clip_kit.json`` and bytecode version
+the listed size and sha256; each model file's embedded ``clip_kit.json``, a ``.ptl``'s bytecode version and a
+``.pte``'s executorch version
 (:func:`convert.artifact.verify_artifacts`, the one reader). ``--target android`` also refuses x86
 (fbgemm) artifacts. The shell wrappers that push files to a device (``benchmarks/android/*.sh``) run it
 first, as ``python -m deploy.verify`` (which works whether or not ``deploy`` lists the command).
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     manifest = verify(args.directory, args.target)
     if not args.quiet:
         bytecode = manifest["versions"].get("bytecode")
+        executorch = manifest["versions"].get("executorch")
+        runtimes = ([f"bytecode v{bytecode}"] if bytecode else []) + ([f"executorch {executorch}"] if executorch else [])
         print(f"{args.directory}: {len(manifest['files'])} files verified ({manifest['model']['name']}, "
-              f"{manifest['target']}/{manifest['engine']}" + (f", bytecode v{bytecode})" if bytecode else ")"))
+              f"{', '.join([manifest['target'] + '/' + manifest['engine'], *runtimes])})")
     return 0
 
 
