@@ -14,7 +14,7 @@ android {
         versionName = "0.1.0"
     }
 
-    // One runtime per APK: each AAR ships its own libfbjni.so / libc++_shared.so, and only ExecuTorch's native
+    // One runtime per APK: both bring a libfbjni.so / libc++_shared.so, and only ExecuTorch's native
     // libraries are 16 KB-aligned (README: "Which runtime can ship on Play"). The activities are the same (src/main);
     // each flavor adds its backend (src/<flavor>/java). Moving an app from .ptl to .pte is this choice.
     flavorDimensions += "runtime"
