@@ -11,15 +11,6 @@ import org.junit.Test;
 /** ftfy's fix_encoding and fix_text, and open_clip's ids, against golden/mojibake.tsv (make_mojibake_golden.py). */
 public class FixEncodingGoldenTest {
 
-    private static String show(String s) {
-        StringBuilder b = new StringBuilder();
-        for (int i = 0; i < Math.min(s.length(), 80); i++) {
-            char c = s.charAt(i);
-            if (c < 0x20 || c > 0x7e) b.append(String.format("\\u%04x", (int) c)); else b.append(c);
-        }
-        return b.toString();
-    }
-
     @Test
     public void matchesFtfyAndOpenClipOnMojibakeAndOnTextFtfyLeavesAlone() throws Exception {
         String tsv = new String(TestData.bytes("golden/mojibake.tsv"), StandardCharsets.UTF_8);
@@ -42,9 +33,9 @@ public class FixEncodingGoldenTest {
             if (!gotEncoding.equals(encoding) || !gotText.equals(text) || !Arrays.equals(gotIds, ids)) {
                 bad++;
                 if (bad <= 15)
-                    report.append("\n  '").append(show(input)).append("'\n    ftfy  '").append(show(encoding))
-                            .append("' / '").append(show(text)).append("'\n    java  '").append(show(gotEncoding))
-                            .append("' / '").append(show(gotText)).append('\'');
+                    report.append("\n  '").append(TestData.show(input)).append("'\n    ftfy  '").append(TestData.show(encoding))
+                            .append("' / '").append(TestData.show(text)).append("'\n    java  '").append(TestData.show(gotEncoding))
+                            .append("' / '").append(TestData.show(gotText)).append('\'');
             }
         }
         System.out.println("[fix_encoding] golden cases: " + n + " (" + changed + " repaired by ftfy), mismatches: " + bad);
@@ -65,6 +56,6 @@ public class FixEncodingGoldenTest {
                 new String[]{"\u65e5\u672c\u8a9e", "\u65e5\u672c\u8a9e"},
                 new String[]{"\ud83d\ude00 ok", "\ud83d\ude00 ok"});
         for (String[] c : cases)
-            if (!FixEncoding.fix(c[0]).equals(c[1])) fail("'" + show(c[0]) + "' -> '" + show(FixEncoding.fix(c[0])) + "'");
+            if (!FixEncoding.fix(c[0]).equals(c[1])) fail("'" + TestData.show(c[0]) + "' -> '" + TestData.show(FixEncoding.fix(c[0])) + "'");
     }
 }
