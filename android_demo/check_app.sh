@@ -6,9 +6,10 @@
 #                                      exit 3: toolchain missing (javac, aapt2, python3, or android.jar offline)
 #
 # Steps: every XML file of the app parsed; the resources compiled and the manifest linked by aapt2 against
-# API 23's android.jar (R.java generated); the compile-only pytorch_android_lite stubs, the core (against
-# android.jar: only the Java API a phone has) and the app compiled by javac -source 8 -target 8 with
-# -Xlint:all -Werror; then cross-checks (manifest activities <-> classes, runtime version, stubs not in Gradle).
+# API 23's android.jar (R.java generated); the compile-only stubs of pytorch_android_lite and executorch-android,
+# the core (against android.jar: only the Java API a phone has) and the app, once per Gradle flavor (src/main +
+# src/lite, src/main + src/executorch), compiled by javac -source 8 -target 8 with -Xlint:all -Werror; then
+# cross-checks (manifest activities <-> classes, runtime versions, src/main free of runtime imports, stubs not in Gradle).
 # Needs: JDK 11+ (javac), aapt2 (Debian: apt-get install aapt), python3; android.jar comes from
 # tools/fetch_android_jar.sh (cached). .ci/android_app.sh installs the packages in CI.
 # Env: CLIPKIT_APP_BUILD (default android_demo/build/app-check), CLIPKIT_ANDROID_JAR, CLIPKIT_CACHE.
@@ -36,8 +37,9 @@ say "android.jar: $ANDROID_JAR"
 
 case "$OUT" in /|"$HOME"|"$HERE"|"$HERE/"|"$(dirname "$HERE")") die "refusing to use $OUT as the build directory";; esac
 rm -rf "$OUT"
-mkdir -p "$OUT/res" "$OUT/gen" "$OUT/lib" "$OUT/app"
+mkdir -p "$OUT/res" "$OUT/gen" "$OUT/lib"
 APP="$HERE/app/src/main"
+FLAVORS=(executorch lite)   # app/build.gradle.kts productFlavors, each with its backend in app/src/<flavor>/java
 
 # 1. XML well-formedness: every XML file of android_demo (manifest, resources; build outputs excluded)
 t=$(date +%s.%N)
@@ -72,7 +74,7 @@ cat "$OUT/aapt2-app.log" >&2
 [ -f "$OUT/gen/${NAMESPACE//.//}/R.java" ] || die "aapt2 link wrote no R.java for $NAMESPACE"
 say "2/5 aapt2 compile + link: ${#RES[@]} resource files, manifest, R.java ($(elapsed "$t") s)"
 
-# 3. javac: stubs (pytorch_android_lite API + java.lang.invoke for lambdas) and the plain-Java core, against
+# 3. javac: stubs (pytorch_android_lite + executorch-android APIs, java.lang.invoke for lambdas) and the plain-Java core, against
 #    API 23's android.jar as the boot class path: the core may use only the Java API an Android phone has.
 # -J flags: C1 only and the serial GC start javac ~35% faster for a compile this small (measured here).
 JAVAC=(javac -J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC -source 8 -target 8 -encoding UTF-8 -Xlint:all -Werror
@@ -82,15 +84,24 @@ mapfile -t LIB < <(find "$HERE/stubs" "$HERE/core/src/main/java" -name '*.java' 
 "${JAVAC[@]}" -bootclasspath "$ANDROID_JAR" -d "$OUT/lib" "${LIB[@]}" || die "javac stubs + core"
 say "3/5 javac stubs + core: ${#LIB[@]} files ($(elapsed "$t") s)"
 
-# 4. javac: the app, against android.jar + stubs + core + the generated R
+# 4. javac: the app of each flavor (src/main + src/<flavor>), against android.jar + stubs + core + the generated R.
+#    Both stub sets are on the class path of both flavors; cross-check 5 keeps runtime imports out of src/main.
 t=$(date +%s.%N)
-mapfile -t SRC < <(find "$APP/java" "$OUT/gen" -name '*.java' | sort)
-"${JAVAC[@]}" -bootclasspath "$ANDROID_JAR:$OUT/lib" -d "$OUT/app" "${SRC[@]}" || die "javac app"
-say "4/5 javac app: ${#SRC[@]} files ($(elapsed "$t") s)"
+n=0
+for flavor in "${FLAVORS[@]}"; do
+  [ -d "$HERE/app/src/$flavor/java" ] || die "no app/src/$flavor/java (flavor in app/build.gradle.kts)"
+  mapfile -t SRC < <(find "$APP/java" "$HERE/app/src/$flavor/java" "$OUT/gen" -name '*.java' | sort)
+  mkdir -p "$OUT/app-$flavor"
+  "${JAVAC[@]}" -bootclasspath "$ANDROID_JAR:$OUT/lib" -d "$OUT/app-$flavor" "${SRC[@]}" || die "javac app ($flavor flavor)"
+  n=$((n + ${#SRC[@]}))
+done
+say "4/5 javac app: ${FLAVORS[*]} flavors, $n files ($(elapsed "$t") s)"
 
 # 5. cross-checks
 t=$(date +%s.%N)
-python3 "$HERE/tools/app_check.py" crosscheck "$HERE" "$OUT/app" || die "cross-checks"
+for flavor in "${FLAVORS[@]}"; do
+  python3 "$HERE/tools/app_check.py" crosscheck "$HERE" "$OUT/app-$flavor" || die "cross-checks ($flavor flavor)"
+done
 say "5/5 cross-checks ($(elapsed "$t") s)"
 
 say "OK: app XML parsed, resources linked and Java compiled against API 23 (minSdk $MIN_SDK, targetSdk $TARGET_SDK) in $(elapsed "$START") s"

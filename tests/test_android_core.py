@@ -83,7 +83,24 @@ def test_android_core_bench_report_follows_the_schema(tmp_path: pathlib.Path) ->
     assert head["first_ms"] == round(0.03125, 4) == 0.0312  # half-even on an exact tie, as Python rounds
     assert head["steady_ms"] == stats([0.09375])
     assert head["peak_rss_bytes"] is None and image["peak_rss_bytes"] == 104857600
+    # Minibench's metrics, recomputed here from its ModelRunner's definitions (Java long division for PSS)
+    ordered = sorted(SAMPLE_STEADY_MS)
+    window = ordered[len(ordered) // 10: len(ordered) * 9 // 10]
+    assert image["minibench"] == {"model_load_time(ms)": SAMPLE_LOAD_MS[0],
+                                  "avg_inference_latency(ms)": round(sum(SAMPLE_STEADY_MS) / len(SAMPLE_STEADY_MS), 4),
+                                  "trimmean_inference_latency(ms)": round(sum(window) / len(window), 4),
+                                  "ram_pss_usage(mb)": 100, "load_status": 0}
+    assert image["load_cold_ms"] == SAMPLE_LOAD_MS[0] and image["load_warm_ms"] == stats(SAMPLE_LOAD_MS[1:])
     # the desktop report tool reads it (python -m deploy bench --from-json ... --markdown)
-    markdown = to_markdown(load_reports([str(out)]))
+    pte = tmp_path / "bench-image_encoder-pte-2t-20261127T100000Z.json"
+    proc = subprocess.run(["java", "-cp", str(classes), "org.clipkit.core.BenchReportSample", str(pte), "pte"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pte_report = json.loads(pte.read_text(encoding="utf-8"))
+    validate_report(pte_report)
+    assert pte_report["environment"]["torch"] == "executorch-android 1.3.1"
+    assert [r["variant"] for r in pte_report["results"]] == ["pte", "pte"]
+    markdown = to_markdown(load_reports([str(out), str(pte)]))
     assert "| image_encoder | lite | qnnpack | 2 |" in markdown
+    assert "| image_encoder | pte | qnnpack | 2 |" in markdown
     assert "kit-tiny-clip (android)" in markdown

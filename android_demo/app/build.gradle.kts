@@ -12,9 +12,27 @@ android {
         targetSdk = libs.versions.targetSdk.get().toInt()
         versionCode = 1
         versionName = "0.1.0"
-        ndk {
-            // what pytorch_android_lite ships
-            abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
+    }
+
+    // One runtime per APK: both bring a libfbjni.so / libc++_shared.so, and only ExecuTorch's native
+    // libraries are 16 KB-aligned (README: "Which runtime can ship on Play"). The activities are the same (src/main);
+    // each flavor adds its backend (src/<flavor>/java). Moving an app from .ptl to .pte is this choice.
+    flavorDimensions += "runtime"
+    productFlavors {
+        create("executorch") {
+            dimension = "runtime"
+            isDefault = true
+            ndk {
+                // what executorch-android ships
+                abiFilters += listOf("arm64-v8a", "x86_64")
+            }
+        }
+        create("lite") {
+            dimension = "runtime"
+            ndk {
+                // what pytorch_android_lite ships
+                abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
+            }
         }
     }
 
@@ -31,12 +49,14 @@ android {
     }
 
     androidResources {
-        // .ptl / .gz are zip-like; keep them stored so copying out of assets is a plain stream copy
-        noCompress += listOf("ptl", "pt", "gz")
+        // .ptl / .gz are zip-like and .pte is mostly int8 weights; keep them stored so copying out of assets is a
+        // plain stream copy
+        noCompress += listOf("ptl", "pte", "pt", "gz")
     }
 }
 
 dependencies {
     implementation(project(":core"))
-    implementation(libs.pytorch.android.lite)
+    "liteImplementation"(libs.pytorch.android.lite)
+    "executorchImplementation"(libs.executorch.android)
 }

@@ -5,7 +5,8 @@
   app_check.py gradle-facts DEMO_DIR       namespace, SDK levels and versions from the Gradle files (shell lines)
   app_check.py manifest SRC OUT PACKAGE    the manifest as AGP's merger hands it to aapt2: package attribute added
   app_check.py crosscheck DEMO_DIR CLASSES every <activity> has a compiled Activity class and every Activity
-                                           source is declared; ClipKit.RUNTIME names the AAR version of the toml
+                                           source is declared; each backend's RUNTIME names the AAR version of the
+                                           toml; src/main imports no runtime (org.pytorch) package
   app_check.py apt-source SUITE            a one-line apt source for SUITE from the host's own apt configuration
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ def gradle_facts(demo: str) -> None:
     toml = demo_dir / "gradle" / "libs.versions.toml"
     text = app_gradle.read_text(encoding="utf-8")
     versions = _toml_versions(toml)
-    for key in ("minSdk", "targetSdk", "compileSdk", "pytorchLite", "agp"):
+    for key in ("minSdk", "targetSdk", "compileSdk", "pytorchLite", "executorch", "agp"):
         if key not in versions:
             fail(f"{toml}: [versions] has no {key}")
     facts = {
@@ -138,12 +139,21 @@ def crosscheck(demo: str, classes: str) -> None:
             if fqcn not in declared:
                 problems.append(f"{java}: {fqcn} extends Activity but is not declared in {manifest.name} "
                                 "(startActivity would throw ActivityNotFoundException)")
+    for java in sorted(src_root.rglob("*.java")):
+        hit = re.search(r"^import\s+(static\s+)?org\.pytorch\.", java.read_text(encoding="utf-8"), re.M)
+        if hit:
+            problems.append(f"{java}: imports org.pytorch (a runtime); src/main is shared by both flavors: "
+                            "go through org.clipkit.core.Backend, the runtime lives in src/<flavor>/java")
     versions = _toml_versions(demo_dir / "gradle" / "libs.versions.toml")
-    clipkit = src_root / "org" / "clipkit" / "demo" / "ClipKit.java"
-    m = re.search(r'RUNTIME\s*=\s*"pytorch_android_lite ([^"]+)"', clipkit.read_text(encoding="utf-8"))
-    if not m or m.group(1) != versions.get("pytorchLite"):
-        problems.append(f"{clipkit}: RUNTIME names pytorch_android_lite {m.group(1) if m else '?'}, "
-                        f"gradle/libs.versions.toml pytorchLite is {versions.get('pytorchLite')}")
+    # (flavor, backend class, artifact named in RUNTIME, toml version key)
+    for flavor, cls, artifact, key in (("lite", "LiteBackend", "pytorch_android_lite", "pytorchLite"),
+                                       ("executorch", "ExecutorchBackend", "executorch-android", "executorch")):
+        src = demo_dir / "app" / "src" / flavor / "java" / "org" / "clipkit" / "demo" / f"{cls}.java"
+        text = src.read_text(encoding="utf-8") if src.is_file() else ""
+        m = re.search(rf'RUNTIME\s*=\s*"{re.escape(artifact)} ([^"]+)"', text)
+        if not m or m.group(1) != versions.get(key):
+            problems.append(f"{src}: RUNTIME names {artifact} {m.group(1) if m else '?'}, "
+                            f"gradle/libs.versions.toml {key} is {versions.get(key)}")
     for gradle_file in [demo_dir / "build.gradle.kts", demo_dir / "settings.gradle.kts",
                         *sorted(demo_dir.glob("*/build.gradle.kts"))]:
         if "stubs" in gradle_file.read_text(encoding="utf-8"):
@@ -152,7 +162,8 @@ def crosscheck(demo: str, classes: str) -> None:
         print(f"error: {p}", file=sys.stderr)
     if problems:
         sys.exit(1)
-    print(f"{len(declared)} activities declared and compiled; runtime {versions.get('pytorchLite')} consistent")
+    print(f"{len(declared)} activities declared and compiled; runtimes pytorch_android_lite {versions.get('pytorchLite')} "
+          f"and executorch-android {versions.get('executorch')} consistent")
 
 
 def _os_codename() -> str:

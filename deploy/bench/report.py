@@ -10,7 +10,7 @@ from typing import Any
 
 SCHEMA = "clip-mobile-kit-bench"
 SCHEMA_VERSION = 1
-VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite", "onnx-int8")
+VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite", "pte", "onnx-int8")
 ROLES = ("image_encoder", "text_encoder", "zero_shot_head")
 
 def add_ratios(results: list[dict[str, Any]]) -> None:

@@ -17,8 +17,8 @@ here, bit for bit, that LUT[uint8] == the float tensor open_clip returns. That i
 storing the float tensors, at 1/4 of the size (then gzip).
 
 Tokens: for every string we also record the ids obtained with ftfy's `fix_encoding` step
-disabled. Where they differ from open_clip the string needs ftfy's mojibake repair, which the Java
-core does not implement; those strings are marked `"parity": false` and tested separately.
+disabled. Where they differ from open_clip the string needs ftfy's mojibake repair (org.clipkit.core.FixEncoding,
+goldens of its own in make_mojibake_golden.py); those strings are marked `"parity": false` and tested separately.
 """
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ public class ClassifyActivity extends Activity {
     private void classify(final Bitmap bmp) {
         result.setText("Classifying…");
         UiTask.run(this, result, "Classification failed", () -> {
-            ClipKit kit = ClipKit.get(this);
+            ClipKit kit = ClipKit.get(this, getIntent());
             if (kit.manifest.zeroShot == null) throw new IOException("manifest has no zero_shot block");
             long t0 = System.nanoTime();
             float[] emb = kit.encodeImage(bmp);

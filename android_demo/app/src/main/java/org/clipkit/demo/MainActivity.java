@@ -21,8 +21,8 @@ public class MainActivity extends Activity {
         root.addView(button("Benchmark", BenchmarkActivity.class));
         setContentView(root);
         UiTask.run(this, status, "Artifacts not usable", () -> {
-            ClipKit kit = ClipKit.get(this);
-            return "Model: " + kit.manifest.modelName + " (" + kit.manifest.target + ", " + kit.manifest.engine + ", bytecode "
+            ClipKit kit = ClipKit.get(this, getIntent());
+            return "Runtime: " + kit.backend.runtime() + " (" + kit.format + " files)\nModel: " + kit.manifest.modelName + " (" + kit.manifest.target + ", " + kit.manifest.engine + ", bytecode "
                     + kit.manifest.bytecodeVersion + "), input " + kit.manifest.preprocess.imageHeight + "x"
                     + kit.manifest.preprocess.imageWidth + ", context " + kit.manifest.tokenizer.contextLength;
         });

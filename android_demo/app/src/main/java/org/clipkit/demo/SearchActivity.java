@@ -89,7 +89,7 @@ public class SearchActivity extends Activity {
     }
 
     private static EmbeddingIndex loadIndex(ClipKit kit, int dim) {
-        String modelId = kit.manifest.requireFile("image_encoder").sha256;
+        String modelId = kit.entry("image_encoder").sha256;
         File f = indexFile(kit);
         if (f.isFile()) {
             try (InputStream in = new FileInputStream(f)) {
@@ -118,7 +118,7 @@ public class SearchActivity extends Activity {
 
     /** Adds the pictures not yet in the index; runs on the background thread. */
     private String indexPictures() throws Exception {
-        ClipKit kit = ClipKit.get(this);
+        ClipKit kit = ClipKit.get(this, getIntent());
         EmbeddingIndex idx = null;
         int added = 0, seen = 0;
         Uri collection = MediaStore.Images.Media.EXTERNAL_CONTENT_URI;
@@ -185,7 +185,7 @@ public class SearchActivity extends Activity {
     private void search(final String text) {
         out.setText("Searching…");
         UiTask.run(this, out, "Search failed", () -> {
-            ClipKit kit = ClipKit.get(this);
+            ClipKit kit = ClipKit.get(this, getIntent());
             float[] q = kit.encodeText(text);
             EmbeddingIndex idx = loadIndex(kit, q.length);
             if (idx.size() == 0) throw new IllegalStateException("index is empty: tap 'Index pictures' first");

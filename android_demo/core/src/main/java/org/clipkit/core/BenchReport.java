@@ -22,12 +22,28 @@ import java.util.TimeZone;
  * same samples give the same numbers on both sides. Extra fields beyond the schema follow the harness:
  * {@code model}, {@code target}, {@code artifact_engine}, {@code settings} (with {@code repeats}, which the
  * Markdown renderer reads), {@code command}; per result {@code model} and {@code target}.
+ *
+ * <p>Per result, beyond the harness's fields: {@code load_cold_ms} (the first load in the process: file cache and
+ * runtime initialisation included), {@code load_warm_ms} (the later loads, stats like {@code load_ms}; null with one
+ * load), {@code steady_percentiles_ms} (p50/p90/p95/p99) and {@code minibench}, the metrics ExecuTorch's Minibench
+ * app writes (extension/benchmark/android, {@code ModelRunner}) under its own names and units, so a row can be put
+ * beside theirs: {@code model_load_time(ms)} (one load; Minibench times {@code Module.load} +
+ * {@code loadMethod("forward")} once in the process, which is our cold load), {@code avg_inference_latency(ms)}
+ * (mean of the timed calls), {@code trimmean_inference_latency(ms)} ({@link #trimmedMean}), {@code ram_pss_usage(mb)}
+ * ({@link #ramPssUsageMb}) and {@code load_status} (0: the app writes a report only for a run that loaded).
  */
 public final class BenchReport {
     public static final String SCHEMA = "clip-mobile-kit-bench";
     public static final int SCHEMA_VERSION = 1;
-    /** The app times lite (.ptl) files only; the harness's other variants are eager/jit/onnx. */
-    public static final String VARIANT = "lite";
+    /** The harness's variant names of the two phone runtimes (deploy/bench/report.py VARIANTS). */
+    public static final String VARIANT_LITE = "lite", VARIANT_PTE = "pte";
+
+    /** The report variant of a runtime format: {@code ptl} files are the harness's {@code lite} rows. */
+    public static String variant(String runtimeFormat) {
+        if (Runtimes.PTL.equals(runtimeFormat)) return VARIANT_LITE;
+        if (Runtimes.PTE.equals(runtimeFormat)) return VARIANT_PTE;
+        throw new IllegalArgumentException("no benchmark variant for format '" + runtimeFormat + "' (ptl, pte)");
+    }
 
     /** Median, p90 and the samples (rounded like the harness). */
     public static final class Stats {
@@ -47,22 +63,37 @@ public final class BenchReport {
 
     /** One timed file. */
     public static final class Result {
-        public final String role, file, engine;
+        public final String role, variant, file, engine;
         public final int threads;
         public final long sizeBytes;
         public final Stats loadMs, steadyMs;
         public final double firstMs;
         /** VmHWM of the process, bytes; null when the platform does not report it. */
         public final Long peakRssBytes;
+        /** Minibench's {@code ram_pss_usage(mb)}; null when not measured. */
+        public final Long ramPssUsageMb;
+        /** The first load; the later ones (null with a single load). */
+        public final double loadColdMs;
+        public final Stats loadWarmMs;
+        /** Minibench's mean and trimmed mean of the timed calls (trimmed: null with fewer than 2 calls). */
+        public final double avgInferenceMs;
+        public final Double trimmeanInferenceMs;
+        /** p50, p90, p95, p99 of the timed calls. */
+        public final double[] steadyPercentiles;
 
         /**
          * @param loadMs one sample per load of the file (non-empty)
          * @param firstMs the first forward call after the last load
          * @param steadyMs the timed calls after warm-up (non-empty)
+         * @param variant {@link #VARIANT_LITE} or {@link #VARIANT_PTE} (see {@link #variant(String)})
+         * @param ramPssUsageMb see {@link #ramPssUsageMb}; null when not measured
          */
-        public Result(String role, String file, int threads, String engine, long sizeBytes, double[] loadMs,
-                      double firstMs, double[] steadyMs, Long peakRssBytes) {
+        public Result(String role, String variant, String file, int threads, String engine, long sizeBytes, double[] loadMs,
+                      double firstMs, double[] steadyMs, Long peakRssBytes, Long ramPssUsageMb) {
             this.role = nonEmpty(role, "role");
+            if (!VARIANT_LITE.equals(variant) && !VARIANT_PTE.equals(variant))
+                throw new IllegalArgumentException("variant '" + variant + "' is not " + VARIANT_LITE + " or " + VARIANT_PTE);
+            this.variant = variant;
             this.file = nonEmpty(file, "file");
             this.engine = nonEmpty(engine, "engine");
             if (threads < 0) throw new IllegalArgumentException("threads must be >= 0 (0: runtime default)");
@@ -74,8 +105,19 @@ public final class BenchReport {
             this.firstMs = round4(finite(firstMs, "first_ms"));
             this.steadyMs = stats(steadyMs, "steady_ms");
             this.peakRssBytes = peakRssBytes;
+            this.ramPssUsageMb = ramPssUsageMb;
+            this.loadColdMs = round4(loadMs[0]);
+            this.loadWarmMs = loadMs.length > 1 ? stats(Arrays.copyOfRange(loadMs, 1, loadMs.length), "load_warm_ms") : null;
+            this.avgInferenceMs = round4(mean(steadyMs));
+            Double trimmed = trimmedMean(steadyMs);
+            this.trimmeanInferenceMs = trimmed == null ? null : round4(trimmed);
+            this.steadyPercentiles = new double[PERCENTILES.length];
+            for (int i = 0; i < PERCENTILES.length; i++) steadyPercentiles[i] = round4(percentile(steadyMs, PERCENTILES[i]));
         }
     }
+
+    /** The percentiles of {@code steady_percentiles_ms}. */
+    static final int[] PERCENTILES = {50, 90, 95, 99};
 
     private final String createdUtc, device, runtime, engine;
     private final int threads;
@@ -148,13 +190,24 @@ public final class BenchReport {
         for (int i = 0; i < results.size(); i++) {
             Result r = results.get(i);
             j.append(i == 0 ? "\n" : ",\n");
-            j.append("    {\"role\": ").append(Json.quote(r.role)).append(", \"variant\": ").append(Json.quote(VARIANT))
+            j.append("    {\"role\": ").append(Json.quote(r.role)).append(", \"variant\": ").append(Json.quote(r.variant))
                     .append(", \"file\": ").append(Json.quote(r.file)).append(", \"threads\": ").append(r.threads)
                     .append(", \"engine\": ").append(Json.quote(r.engine)).append(", \"size_bytes\": ").append(r.sizeBytes).append(",\n")
                     .append("     \"load_ms\": ").append(json(r.loadMs)).append(",\n")
                     .append("     \"first_ms\": ").append(num(r.firstMs)).append(",\n")
                     .append("     \"steady_ms\": ").append(json(r.steadyMs)).append(",\n")
-                    .append("     \"peak_rss_bytes\": ").append(r.peakRssBytes == null ? "null" : r.peakRssBytes.toString());
+                    .append("     \"peak_rss_bytes\": ").append(r.peakRssBytes == null ? "null" : r.peakRssBytes.toString()).append(",\n")
+                    .append("     \"load_cold_ms\": ").append(num(r.loadColdMs))
+                    .append(", \"load_warm_ms\": ").append(r.loadWarmMs == null ? "null" : json(r.loadWarmMs)).append(",\n")
+                    .append("     \"steady_percentiles_ms\": {");
+            for (int p = 0; p < PERCENTILES.length; p++)
+                j.append(p == 0 ? "" : ", ").append("\"p").append(PERCENTILES[p]).append("\": ").append(num(r.steadyPercentiles[p]));
+            j.append("},\n")
+                    .append("     \"minibench\": {\"model_load_time(ms)\": ").append(num(r.loadColdMs))
+                    .append(", \"avg_inference_latency(ms)\": ").append(num(r.avgInferenceMs))
+                    .append(", \"trimmean_inference_latency(ms)\": ").append(r.trimmeanInferenceMs == null ? "null" : num(r.trimmeanInferenceMs))
+                    .append(", \"ram_pss_usage(mb)\": ").append(r.ramPssUsageMb == null ? "null" : r.ramPssUsageMb.toString())
+                    .append(", \"load_status\": 0}");
             if (modelName != null) j.append(", \"model\": ").append(Json.quote(modelName));
             if (target != null) j.append(", \"target\": ").append(Json.quote(target));
             j.append('}');
@@ -200,6 +253,39 @@ public final class BenchReport {
         int lo = (int) pos;
         int hi = Math.min(lo + 1, s.length - 1);
         return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+    }
+
+    /** Arithmetic mean (Minibench's {@code avg_inference_latency}). */
+    public static double mean(double[] values) {
+        if (values == null || values.length == 0) throw new IllegalArgumentException("no values");
+        double sum = 0;
+        for (double v : values) sum += v;
+        return sum / values.length;
+    }
+
+    /**
+     * Minibench's {@code trimmean_inference_latency}: the samples sorted, then the mean of indices
+     * {@code [n/10, n*9/10)} in integer arithmetic ("only use 80% samples in the middle"). With n = 10 that drops
+     * one sample at each end; with n = 15, one at the bottom and two at the top (13 = 15*9/10). Minibench reports
+     * 0.0 when that window is empty (n < 2); this returns null instead, since 0 ms is not a latency.
+     */
+    public static Double trimmedMean(double[] values) {
+        double[] s = sorted(values);
+        int lo = s.length / 10, hi = s.length * 9 / 10;
+        if (hi <= lo) return null;
+        double sum = 0;
+        for (int i = lo; i < hi; i++) sum += s[i];
+        return sum / (hi - lo);
+    }
+
+    /**
+     * Minibench's {@code ram_pss_usage(mb)}: {@code (Debug.getPss() after the timed calls - Debug.getPss() before
+     * the load) / 1024}, both in KiB, in Java {@code long} division (truncated toward zero, so it can be 0 or
+     * negative when the heap shrank).
+     */
+    public static long ramPssUsageMb(long pssIdleKb, long pssAfterKb) {
+        if (pssIdleKb < 0 || pssAfterKb < 0) throw new IllegalArgumentException("PSS must be >= 0 KiB");
+        return (pssAfterKb - pssIdleKb) / 1024;
     }
 
     /** Python's {@code round(v, 4)}: half-even on the exact binary value. */

@@ -161,9 +161,24 @@ public final class ClipTokenizer {
 
     /** {@link #tokenize(String)} as int64, ready for {@code Tensor.fromBlob(long[], {1, ctx})}. */
     public long[] tokenizeToLongs(String text) {
+        return tokenizeToLongs(text, false);
+    }
+
+    /**
+     * Like {@link #tokenizeToLongs(String)}; with {@code throughEot} the row ends at the end-of-text token
+     * ({@code [sot, ..., eot]}, length 2..context_length), the input of a text tower that computes only a prompt's
+     * own positions (a {@code .pte} exported with a dynamic sequence length; exact under a causal mask).
+     */
+    public long[] tokenizeToLongs(String text, boolean throughEot) {
         int[] r = tokenize(text);
-        long[] l = new long[r.length];
-        for (int i = 0; i < r.length; i++) l[i] = r[i];
+        int n = r.length;
+        if (throughEot) {
+            n = 0;
+            while (r[n] != eotId) n++;
+            n++;
+        }
+        long[] l = new long[n];
+        for (int i = 0; i < n; i++) l[i] = r[i];
         return l;
     }
 

@@ -36,6 +36,14 @@ public final class Manifest {
     public final String target;
     public final String engine;
     public final int bytecodeVersion; // -1 when absent
+    /** Top-level {@code executorch_version}: the ExecuTorch that wrote the {@code .pte} files; null when absent. */
+    public final String executorchVersion;
+    /**
+     * {@code config.truncate_text}: the text tower pools at the end-of-text token under a causal mask, so the ids
+     * after it change nothing and the app passes {@code [1, L]} up to it (what a {@code .pte} with a dynamic
+     * sequence length expects). False when absent: the full {@code [1, context_length]} row.
+     */
+    public final boolean truncateText;
     public final Long embedDim;       // null when absent
     public final Preprocess preprocess;
     public final TokenizerConfig tokenizer;
@@ -181,9 +189,18 @@ public final class Manifest {
             return Collections.unmodifiableList(l);
         }
 
-        /** A TorchScript file ({@code lite} .ptl or {@code torchscript} .pt). */
+        /** A model file: TorchScript ({@code lite}/{@code ptl} .ptl, {@code torchscript} .pt) or ExecuTorch ({@code pte}). */
         public boolean isModel() {
-            return format.equals("lite") || format.equals("torchscript");
+            return runtimeFormat() != null || format.equals("torchscript");
+        }
+
+        /**
+         * {@link Runtimes#PTL} for a lite-interpreter file ({@code "lite"}, the kit's spelling since format_version 1,
+         * or {@code "ptl"}), {@link Runtimes#PTE} for an ExecuTorch program, null for anything a phone does not run.
+         */
+        public String runtimeFormat() {
+            if (format.equals("lite") || format.equals(Runtimes.PTL)) return Runtimes.PTL;
+            return format.equals(Runtimes.PTE) ? Runtimes.PTE : null;
         }
     }
 
@@ -207,6 +224,12 @@ public final class Manifest {
                     + "`python -m convert --target android --out out/android_demo --force --install-to android_demo`");
         Map<String, Object> versions = m.containsKey("versions") ? Json.obj(m.get("versions"), "versions") : Collections.<String, Object>emptyMap();
         bytecodeVersion = versions.get("bytecode") instanceof Long ? (int) (long) (Long) versions.get("bytecode") : -1;
+        executorchVersion = m.get("executorch_version") == null ? null : Json.str(m.get("executorch_version"), "executorch_version");
+        Map<String, Object> config = m.get("config") == null ? Collections.<String, Object>emptyMap() : Json.obj(m.get("config"), "config");
+        Object truncate = config.get("truncate_text");
+        if (truncate != null && !(truncate instanceof Boolean))
+            throw new IllegalArgumentException("config.truncate_text must be true, false or null, got " + truncate);
+        truncateText = Boolean.TRUE.equals(truncate);
         preprocess = new Preprocess(Json.obj(Json.req(m, "preprocess", "manifest"), "preprocess"));
         tokenizer = new TokenizerConfig(Json.obj(Json.req(m, "tokenizer", "manifest"), "tokenizer"));
         zeroShot = m.get("zero_shot") == null ? null : new ZeroShot(Json.obj(m.get("zero_shot"), "zero_shot"));
@@ -237,6 +260,19 @@ public final class Manifest {
     public FileEntry file(String role) {
         for (FileEntry f : files) if (f.role.equals(role)) return f;
         return null;
+    }
+
+    /** The entry with this role and runtime format ({@link Runtimes#PTL} / {@link Runtimes#PTE}), or null. */
+    public FileEntry file(String role, String runtimeFormat) {
+        for (FileEntry f : files) if (f.role.equals(role) && runtimeFormat.equals(f.runtimeFormat())) return f;
+        return null;
+    }
+
+    /** Like {@link #file(String, String)} but throws when missing. */
+    public FileEntry requireFile(String role, String runtimeFormat) {
+        FileEntry f = file(role, runtimeFormat);
+        if (f == null) throw new IllegalArgumentException("manifest has no " + runtimeFormat + " file with role '" + role + "'");
+        return f;
     }
 
     /** Like {@link #file} but throws when missing. */

@@ -23,18 +23,15 @@ import java.util.regex.Pattern;
  * <p>{@link #fixText} ports ftfy 6.3 {@code fix_text} with its default configuration, step by step:
  * per-line segments (unescape disabled for this and later segments once a segment contains '<'),
  * then repeated until stable: ftfy's HTML unescape (semicolon-terminated HTML5 entities plus
- * upper-case Latin variants such as {@code &EACUTE;}), fix_c1_controls, fix_latin_ligatures,
- * fix_character_width, uncurl_quotes, fix_line_breaks, fix_surrogates, remove_terminal_escapes,
- * remove_control_chars, NFC.
+ * upper-case Latin variants such as {@code &EACUTE;}), fix_encoding ({@link FixEncoding}: mojibake
+ * detection and repair, e.g. "cafÃ©" -> "café", "â€œ" -> '"', "ÐŸÑ€Ð¸" -> "При"), fix_c1_controls,
+ * fix_latin_ligatures, fix_character_width, uncurl_quotes, fix_line_breaks, fix_surrogates,
+ * remove_terminal_escapes, remove_control_chars, NFC.
  *
- * <p><b>Known gap to ftfy</b>: ftfy's {@code fix_encoding} (mojibake detection and repair, e.g.
- * "cafÃ©" -> "café", "â€œ" -> '"', "ÐŸÑ€Ð¸" -> "При"; including restore_byte_a0,
- * replace_lossy_sequences, decode_inconsistent_utf8) is NOT implemented: it is a heuristic built on
- * large generated regexes and single-byte codec tables. Only text that ftfy considers mojibake differs
- * (in the golden set: 12 of 400 strings, all deliberate mojibake); such text is passed through
- * unchanged. Other gaps: character property tables come from the JVM's Unicode version (Java 17:
- * Unicode 13; Python 3.11: 14), and segments longer than 1,000,000 chars are split at a char
- * (not code point) offset.
+ * <p><b>Known gaps to ftfy</b>: character property tables (NFC, {@code str.isspace}, case mapping) come
+ * from the JVM's Unicode version (Java 17: Unicode 13; Python 3.11: 14; an Android release has its own),
+ * so code points newer than the JVM's tables may clean differently; segments longer than 1,000,000 chars
+ * are split at a char (not code point) offset.
  *
  * <p>{@link #htmlUnescape} is an exact port of Python's {@code html.unescape} (all 2231 HTML5
  * named references, numeric references with the HTML5 replacement rules, longest-prefix matching
@@ -244,7 +241,7 @@ public final class TextCleaner {
         for (int round = 0; round < MAX_FIX_ROUNDS; round++) {
             String orig = text;
             if (unescape) text = ftfyUnescapeHtml(text);
-            // fix_encoding: not implemented (see class doc)
+            text = FixEncoding.fix(text);
             text = fixC1Controls(text);
             text = translate(text, LIGATURES);
             text = translate(text, WIDTH);
@@ -281,7 +278,8 @@ public final class TextCleaner {
         return b.toString();
     }
 
-    private static String fixC1Controls(String text) {
+    /** ftfy's {@code fix_c1_controls}: C1 control characters as their (sloppy) windows-1252 characters. */
+    static String fixC1Controls(String text) {
         StringBuilder b = null;
         for (int i = 0; i < text.length(); i++) {
             char c = text.charAt(i);

@@ -43,6 +43,21 @@ public class ClipTokenizerTest {
     }
 
     @Test
+    public void rowsThroughEotForTowersOfDynamicLength() throws Exception {
+        ClipTokenizer t = TestData.tokenizer(32);
+        int[] full = t.tokenize("a photo of a dog.");
+        long[] cut = t.tokenizeToLongs("a photo of a dog.", true);
+        assertEquals(t.eotTokenId(), cut[cut.length - 1]);
+        for (int i = 0; i < cut.length; i++) assertEquals(full[i], cut[i]);
+        for (int i = cut.length; i < full.length; i++) assertEquals(0, full[i]); // only padding dropped
+        assertEquals(32, t.tokenizeToLongs("a photo of a dog.", false).length);
+        assertEquals(2, t.tokenizeToLongs("", true).length); // [sot, eot]
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < 100; i++) b.append("word").append(i).append(' ');
+        assertEquals(32, t.tokenizeToLongs(b.toString(), true).length); // a truncated prompt fills the context
+    }
+
+    @Test
     public void pathologicalInputsTerminate() throws Exception {
         ClipTokenizer t = TestData.tokenizer(77);
         StringBuilder sb = new StringBuilder();

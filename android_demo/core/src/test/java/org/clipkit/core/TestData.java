@@ -30,6 +30,16 @@ final class TestData {
         return Json.obj(Json.parse(new String(bytes(path), StandardCharsets.UTF_8)), path);
     }
 
+    /** The first 80 chars of a string, non-printable-ASCII as {@code \\uXXXX}, for failure messages. */
+    static String show(String s) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < Math.min(s.length(), 80); i++) {
+            char c = s.charAt(i);
+            if (c < 0x20 || c > 0x7e) b.append(String.format("\\u%04x", (int) c)); else b.append(c);
+        }
+        return b.toString();
+    }
+
     private static ClipTokenizer tok77, tok32;
 
     static synchronized ClipTokenizer tokenizer(int ctx) throws IOException {
