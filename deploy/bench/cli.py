@@ -17,6 +17,7 @@ from typing import Any
 from convert.errors import ConfigError
 
 from .plan import Settings
+from .plan import model_entry
 from .report import ROLES, SCHEMA, SCHEMA_VERSION, VARIANTS, load_reports, plot, render_table, to_markdown, validate_report
 
 DEFAULT_VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite")
@@ -89,7 +90,18 @@ def check_variants(settings: Settings, verified, explicit: bool) -> None:
             raise ConfigError(f"--variants jit cannot run: {reason}")
         settings.variants = tuple(v for v in settings.variants if v != "jit")
         settings.notes.append(f"jit not measured: {reason}")
-    roles = [r for r in settings.roles if verified.entry(r, "lite")]
+    if "pte" in settings.variants and not any(verified.entry(role, "pte") for role in settings.roles):
+        reason = f"{verified.directory} has no .pte files (convert with --format both or --format pte)"
+        if explicit:
+            raise ConfigError(f"--variants pte cannot run: {reason}")
+        settings.variants = tuple(v for v in settings.variants if v != "pte")
+    if "lite" in settings.variants and not any(verified.entry(role, "lite") for role in settings.roles):
+        reason = f"{verified.directory} has no .ptl files (convert with --format both or --format ptl)"
+        if explicit:
+            raise ConfigError(f"--variants lite cannot run: {reason}")
+        settings.variants = tuple(v for v in settings.variants if v != "lite")
+        settings.notes.append(f"lite not measured: {reason}")
+    roles = [r for r in settings.roles if model_entry(verified, r)]
     if not roles:
         raise ConfigError(f"--roles {' '.join(settings.roles)}: none is in {verified.directory}")
     settings.roles = tuple(roles)
@@ -129,8 +141,15 @@ def main(args) -> int:
     if not args.directory:
         raise ConfigError("give an artifact directory DIR (or --from-json FILE...)")
     settings = settings_from_args(args)
-    formats = ("lite", "torchscript") if "jit" in settings.variants else ("lite",)
-    verified = verify_artifacts(settings.directory, settings.roles, formats, require_image=False)
+    from convert.artifact import read_manifest
+
+    listed = {e["format"] for e in read_manifest(settings.directory)["files"]}
+    if not args.variants and "pte" in listed:
+        settings.variants = tuple(v for v in settings.variants if v != "onnx-int8") + ("pte",) + tuple(
+            v for v in settings.variants if v == "onnx-int8")  # a directory with .pte files: measured beside .ptl
+    formats = tuple(f for f in ("lite", "torchscript", "pte") if f in listed
+                    and (f != "torchscript" or "jit" in settings.variants) and (f != "pte" or "pte" in settings.variants))
+    verified = verify_artifacts(settings.directory, settings.roles, formats or ("lite",), require_image=False)
     check_variants(settings, verified, explicit=bool(args.variants))
     kwargs = dict(check_reference=not args.skip_reference_check, checkpoint=args.checkpoint)
     if args.quiet:

@@ -161,6 +161,7 @@ def reference_check(verified, loaded) -> dict[str, Any]:
 
     from convert.errors import ArtifactError
     from convert.export import load_lite
+    from convert.export_pte import load_pte
     from convert.metrics import compare
     from convert.probes import probe_images, probe_texts
     from convert.quantize import set_engine
@@ -176,11 +177,13 @@ def reference_check(verified, loaded) -> dict[str, Any]:
     with torch.no_grad():
         for role, fn, x in (("image_encoder", loaded.model.encode_image, images),
                             ("text_encoder", loaded.model.encode_text, tokens)):
-            path = verified.path(role, "lite")
-            expected = (manifest.get("fidelity") or {}).get(role, {}).get("cosine_min")
+            fmt = "lite" if verified.path(role, "lite") is not None else "pte"
+            path, entry = verified.path(role, fmt), verified.entry(role, fmt) or {}
+            expected = (entry.get("fidelity") or (manifest.get("fidelity") or {}).get(role, {})).get("cosine_min")
             if path is None or expected is None:
                 continue
-            got = compare(fn(x), load_lite(path)(x))["cosine_min"]
+            module = load_lite(path) if fmt == "lite" else load_pte(path, role, entry.get("work"))
+            got = compare(fn(x), module(x))["cosine_min"]
             delta = abs(got - expected)
             out[role] = {"cosine_min": got, "manifest_cosine_min": expected, "abs_diff": round(delta, 7),
                          "ok": delta <= 1e-3}
@@ -192,13 +195,18 @@ def reference_check(verified, loaded) -> dict[str, Any]:
     return out
 
 
+def model_entry(verified, role: str) -> dict[str, Any] | None:
+    """The manifest entry that declares ``role``'s inputs and outputs: its ``.ptl``, else its ``.pte``."""
+    return verified.entry(role, "lite") or verified.entry(role, "pte")
+
+
 def plan(settings: Settings, verified, sizes: dict[tuple, int], onnx: dict[str, tuple[Path, int]]) -> list[Case]:
     """Every configuration to measure, in the order one repetition runs them."""
     cases: list[Case] = []
     for threads in settings.threads:
         for omp in settings.omp:
             for role in settings.roles:
-                lite = verified.entry(role, "lite")
+                lite = model_entry(verified, role)
                 if lite is None:
                     continue
                 for variant in settings.variants:
@@ -213,8 +221,8 @@ def plan(settings: Settings, verified, sizes: dict[tuple, int], onnx: dict[str, 
                                 size = sizes[(role, variant, None if variant == "eager-fp32" else engine)]
                                 kind = "state_dict"
                             cases.append(Case(role, variant, engine, threads, omp, None, size, kind))
-                        elif variant in ("jit", "lite"):
-                            fmt = "torchscript" if variant == "jit" else "lite"
+                        elif variant in ("jit", "lite", "pte"):
+                            fmt = {"jit": "torchscript", "lite": "lite", "pte": "pte"}[variant]
                             entry, path = verified.entry(role, fmt), verified.path(role, fmt)
                             if entry is None or path is None:
                                 continue
@@ -240,7 +248,7 @@ def _worker_env(omp: str) -> dict[str, str]:
 
 def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> dict[str, Any]:
     manifest = verified.manifest
-    lite = verified.entry(case.role, "lite")
+    lite = model_entry(verified, case.role)
     inputs, outputs = lite.get("inputs") or [], lite.get("outputs") or []
     if not inputs or not outputs:
         from convert.errors import ArtifactError
@@ -253,7 +261,7 @@ def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> d
             "config": config,
             "head_shape": [outputs[0]["shape"][-1], inputs[0]["shape"][-1]],
             "logit_scale": (manifest.get("zero_shot") or {}).get("logit_scale"),
-            "work": lite.get("work"),
+            "work": (verified.entry(case.role, "pte") if case.variant == "pte" else lite).get("work"),
             "truncate_text": bool((manifest.get("config") or {}).get("truncate_text"))}
 
 

@@ -116,6 +116,11 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         import convert.towers  # noqa: F401
     if variant.startswith("onnx"):
         from deploy.bench.peers import ort_session
+    if variant == "pte":
+        # ExecuTorch's runtime library, counted in the baseline as torch is
+        from convert.export_pte import load_pte, set_threads
+
+        set_threads(spec["threads"])
     from deploy import heap, threads
     import_ms = _ms(time.perf_counter_ns() - t_import)
     torch.set_num_threads(spec["threads"])
@@ -137,6 +142,11 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
         from torch.jit.mobile import _load_for_lite_interpreter
 
         module = heap.load(_load_for_lite_interpreter, spec["path"])
+        fn = module
+    elif variant == "pte":
+        # as deploy.artifacts loads; the text tower is fed the same [1, context] tokens and cuts them after the
+        # end-of-text token itself (convert.export_pte.cut_tokens), where the .ptl tower cuts inside
+        module = heap.load(load_pte, spec["path"], spec["role"], spec.get("work"))
         fn = module
     elif variant.startswith("onnx"):
         session, session_options = ort_session(spec["path"], spec["threads"])

@@ -36,7 +36,7 @@ public final class Manifest {
     public final String target;
     public final String engine;
     public final int bytecodeVersion; // -1 when absent
-    /** Top-level {@code executorch_version}: the ExecuTorch that wrote the {@code .pte} files; null when absent. */
+    /** {@code versions.executorch}: the ExecuTorch that wrote the {@code .pte} files; null when absent. */
     public final String executorchVersion;
     /**
      * {@code config.truncate_text}: the text tower pools at the end-of-text token under a causal mask, so the ids
@@ -224,7 +224,7 @@ public final class Manifest {
                     + "`python -m convert --target android --out out/android_demo --force --install-to android_demo`");
         Map<String, Object> versions = m.containsKey("versions") ? Json.obj(m.get("versions"), "versions") : Collections.<String, Object>emptyMap();
         bytecodeVersion = versions.get("bytecode") instanceof Long ? (int) (long) (Long) versions.get("bytecode") : -1;
-        executorchVersion = m.get("executorch_version") == null ? null : Json.str(m.get("executorch_version"), "executorch_version");
+        executorchVersion = versions.get("executorch") == null ? null : Json.str(versions.get("executorch"), "versions.executorch");
         Map<String, Object> config = m.get("config") == null ? Collections.<String, Object>emptyMap() : Json.obj(m.get("config"), "config");
         Object truncate = config.get("truncate_text");
         if (truncate != null && !(truncate instanceof Boolean))

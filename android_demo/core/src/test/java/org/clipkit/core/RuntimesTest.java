@@ -50,7 +50,7 @@ public class RuntimesTest {
         assertEquals(Runtimes.PTL, old.requireFile("image_encoder", Runtimes.PTL).runtimeFormat());
         assertNull(old.file("image_encoder", Runtimes.PTE));
         assertNull(old.executorchVersion);
-        Manifest both = manifest(", \"executorch_version\": \"1.3.1\"", concat(PTL_NEW, PTE));
+        Manifest both = manifest(", \"versions\": {\"executorch\": \"1.3.1\"}", concat(PTL_NEW, PTE));
         assertEquals("image_encoder.pte", both.requireFile("image_encoder", Runtimes.PTE).file);
         assertEquals("image_encoder.ptl", both.requireFile("image_encoder", Runtimes.PTL).file);
         assertTrue(both.requireFile("text_encoder", Runtimes.PTE).isModel());
