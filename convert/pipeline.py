@@ -77,6 +77,8 @@ def convert(config: ConvertConfig, log: Log = lambda message: None) -> Conversio
     below the fidelity floor; no partial output is left behind in any of those cases.
     """
     check_torch(config.engine, needs_xnnpack=config.needs_xnnpack)
+    if "pte" in config.formats:
+        require_executorch(lowering=True)  # before any work: a missing extra is one line naming the install
     out = config.out_dir
     real = prepare_output(config)
     with output_lock(real, out):
