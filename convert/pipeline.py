@@ -22,6 +22,7 @@ from . import export, export_pte
 from .artifact import build_manifest, file_entry, io_specs, require_target, versions, write_manifest
 from .config import BUILTIN_MODEL, ConvertConfig
 from .errors import OutputError
+from .export_pte import load_pte, require_executorch
 from .files import atomic_write, sha256_of
 from .head import ZeroShotHead, build_class_embeddings, load_templates
 from .load import LoadedModel, load_model
@@ -41,7 +42,6 @@ from .probes import probe_images, probe_texts
 from .quantize import full_range_requirement, set_engine
 from .torchcheck import check_torch
 from .towers import build_towers, work_shape
-from .export_pte import load_pte, require_executorch
 from .verify import Reference, enforce_floor, verify_lite, verify_towers
 
 Log = Callable[[str], None]

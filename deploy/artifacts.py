@@ -17,10 +17,10 @@ from convert.artifact import KINDS, MODEL_ROLES, VerifiedArtifacts, read_manifes
 from convert.errors import ArtifactError, one_line
 from convert.export import load_lite
 
+from . import heap
+
 # What --runtime takes: a kind of KINDS, or auto (the .ptl files where the directory has them, else the .pte)
 RUNTIMES = ("auto", *KINDS)
-
-from . import heap
 
 
 @dataclass

@@ -12,8 +12,8 @@ import json
 import shutil
 
 import pytest
-from conftest import assert_one_line_error, run_entry, tiny_options
 
+from conftest import assert_one_line_error, run_entry, tiny_options
 from convert.export_pte import EXECUTORCH_PIN, executorch_version
 
 needs_executorch = pytest.mark.skipif(executorch_version() is None,
@@ -165,7 +165,6 @@ def test_both_formats_written_verified_and_recorded(both):
 @pte
 def test_deploy_commands_answer_from_either_format(both, tmp_path, capsys):
     from _deploy_helpers import shape_images
-
     from deploy.__main__ import main
 
     images = shape_images(tmp_path / "imgs", n=4)
@@ -202,7 +201,6 @@ def test_pte_keeps_the_tiny_clips_zero_shot_accuracy(both):
 @pte
 def test_tampered_or_foreign_pte_is_one_line(both, tmp_path, capsys):
     from _deploy_helpers import edit_manifest
-
     from deploy.__main__ import main
 
     bad = tmp_path / "bad"

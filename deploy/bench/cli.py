@@ -16,8 +16,7 @@ from typing import Any
 
 from convert.errors import ConfigError
 
-from .plan import Settings
-from .plan import model_entry
+from .plan import Settings, model_entry
 from .report import ROLES, SCHEMA, SCHEMA_VERSION, VARIANTS, load_reports, plot, render_table, to_markdown, validate_report
 
 DEFAULT_VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite")
