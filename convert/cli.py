@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pretrained", help="open_clip pretrained tag (needs the network once), 'none' for seeded random weights")
     src.add_argument("--checkpoint", help="local state dict / open_clip checkpoint file")
     p.add_argument("--format", choices=FORMATS, help=(
-        "model files to write: ptl (TorchScript lite, pytorch_android_lite; the default), pte (ExecuTorch + XNNPACK, "
+        "model files to write: ptl (TorchScript lite interpreter; the default), pte (ExecuTorch + XNNPACK, "
         'needs pip install -e ".[executorch]"), or both from the one recipe'))
     p.add_argument("--allow-undelegated", action="store_true", default=None, help=(
         ".pte: accept Linear/matmul/attention ops that XNNPACK does not take (they run in portable kernels, "
