@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 

@@ -62,7 +62,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 

@@ -4,7 +4,7 @@ Why: torch runs intra-op parallel regions on OpenMP threads, and under ``OMP_WAI
 default on small shared machines, where long spinning waits measured 2-12x slower) a sleeping worker is woken
 for each of the ~200 operators of a transformer call. For a short prompt that costs more than the second thread
 gives: ViT-B-32's int8 text ``.ptl``, one 8-token prompt, 8.8 ms on 1 thread against 17.4 ms on 2 (PASSIVE
-alone); the kit's short spin (``GOMP_SPINCOUNT=1000``, ``convert.cli.set_openmp_default``) narrows that to
+alone); the kit's short spin (``GOMP_SPINCOUNT=1000``, ``convert.entry.set_openmp_default``) narrows that to
 6.8 against 7.1 ms at 8 tokens and 11.3 against 14.7 ms at 16, and spinning helps least when the machine is
 busy. At the full 77 tokens, or for one image, 2 threads win (0.78x and 0.76-0.78x).
 ONNX Runtime makes the same choice per operator with a cost model; TorchScript gives no per-operator hook, so

@@ -58,18 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m deploy.verify DIR``: the same command, without going through ``python -m deploy``."""
-    from convert.cli import KitArgumentParser, set_openmp_default
-    from convert.errors import KitError
+    from convert.entry import KitArgumentParser, run_command, set_openmp_default
 
     set_openmp_default()
     parser = KitArgumentParser(prog="python -m deploy.verify", description=__doc__.splitlines()[0])
     _arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

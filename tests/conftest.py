@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 
 # Before torch starts (see convert/__main__.py): CI machines are small and shared.
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 

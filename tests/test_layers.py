@@ -102,7 +102,7 @@ def _python(code: str, env_extra: dict[str, str] | None = None) -> subprocess.Co
 
 
 def test_import_convert_loads_no_torch():
-    proc = _python("import sys, convert, convert.cli, convert.config, convert.errors, convert.artifact\n"
+    proc = _python("import sys, convert, convert.cli, convert.entry, convert.config, convert.errors, convert.artifact\n"
                    "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'open_clip', 'numpy')))")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

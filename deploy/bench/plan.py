@@ -230,7 +230,7 @@ def _worker_env(omp: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if omp != "default":
         env["OMP_WAIT_POLICY"] = omp
-    from convert.cli import openmp_set_by_kit
+    from convert.entry import openmp_set_by_kit
 
     if env.get("OMP_WAIT_POLICY") != "PASSIVE" and "GOMP_SPINCOUNT" in openmp_set_by_kit():
         env.pop("GOMP_SPINCOUNT")  # the kit's short spin goes with its PASSIVE, not with a policy measured against it
