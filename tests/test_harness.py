@@ -172,7 +172,7 @@ def test_worker_sets_omp_policy_before_torch_starts(artifacts, omp):
     verified = verify_artifacts(artifacts, settings.roles, require_image=False)
     cases = bench_plan.plan(settings, verified, {}, {})
     assert [c.variant for c in cases] == ["lite", "eager-fp32"]  # the head has no int8 eager variant
-    sample = bench_plan.run_case(cases[0], settings, bench_plan._spec(cases[0], settings, verified, None))
+    sample = bench_plan.run_case(cases[0], settings, bench_plan.worker_spec(cases[0], settings, verified, None))
     assert sample["omp_wait_policy"] == omp and sample["num_threads"] == 1 and sample["engine"] == "qnnpack"
 
 
@@ -199,6 +199,7 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
 
     from convert.load import load_model, reference_config
     from deploy.bench.peers import export_onnx
+    from deploy.bench.worker import SAMPLE_TOKENS, manifest_inputs
     from deploy.threads import text_length
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
@@ -206,12 +207,11 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
     config = reference_config(manifest)
     loaded = load_model(config)
     export_onnx(manifest, loaded, config.quant, ("text_encoder",), tmp_path)
-    tokens = torch.zeros(1, manifest["tokenizer"]["context_length"], dtype=torch.int64)  # the bench's batch
-    tokens[0, :6] = torch.tensor([49406, 320, 1125, 539, 320, 49407])
+    (tokens,) = manifest_inputs(manifest, "text_encoder", torch)  # the bench's batch
     session = ort.InferenceSession(str(tmp_path / "text_encoder.fp32.onnx"), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     short = tokens.numpy()[:, :text_length(tokens)]
-    assert short.shape[1] == 6
+    assert short.shape[1] == len(SAMPLE_TOKENS) + 2  # sot, the prompt, eot
     with torch.no_grad():
         expected = loaded.model.encode_text(tokens).numpy()
     np.testing.assert_allclose(session.run(None, {name: short})[0], expected, atol=1e-4, rtol=0)
@@ -222,7 +222,5 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
             "PASSIVE", "--quiet", "--skip-reference-check", "--json", str(out)]
     assert deploy_main(args) == 0
     peer = next(r for r in json.loads(out.read_text())["results"] if r["variant"] == "onnx-int8")
-    from deploy.bench.worker import SAMPLE_TOKENS
-
     assert peer["session_options"]["text_positions"] == len(SAMPLE_TOKENS) + 2   # sot, the prompt, eot
     assert peer["session_options"]["allow_spinning"] is False
