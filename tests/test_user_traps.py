@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _deploy_helpers import shape_images
-from conftest import run_entry
+from _deploy_helpers import run_entry, shape_images
 from deploy.__main__ import main as deploy_main
 
 REPO = Path(__file__).resolve().parent.parent
