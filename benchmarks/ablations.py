@@ -1,4 +1,4 @@
-"""Where a random-init tower's int8 error comes from: the experiments behind the README's fidelity section.
+"""Where a random-init tower's int8 error comes from: the experiments behind docs/performance.md, "Per-tower fidelity".
 
 ``PYTHONPATH=. python benchmarks/ablations.py --model ViT-B-32 [--json FILE]`` prints, per tower, the
 minimum cosine against fp32 on the converter's probe inputs (eager, qnnpack, per-channel) of:

@@ -434,7 +434,7 @@ VITB32_KEEP_FP32_RECIPE = REPO / "benchmarks" / "results" / "sensitivity" / "ViT
 
 def vitb32_sets(out_root: Path) -> dict[str, Path]:
     """ViT-B-32 with seeded random weights (no network): the default android recipe, the sensitivity recipe
-    that keeps 22 module groups fp32 (README, "Per-tower fidelity"), and the fp32 export (~1 min each)."""
+    that keeps 22 module groups fp32 (docs/performance.md, "Per-tower fidelity"), and the fp32 export (~1 min each)."""
     variants = {"int8": {}, "keep-fp32": {"recipe": str(VITB32_KEEP_FP32_RECIPE)}, "fp32": {"quantize": "none"}}
     return convert_sets(out_root, variants, model="ViT-B-32", pretrained="none", labels=("cat", "dog", "car"),
                         templates="plain", seed=0)

@@ -41,9 +41,8 @@ def ort_session(path: str, threads: int, profile_prefix: str | None = None):
 
 def ort_reduce_range() -> bool:
     """7-bit activations for the ORT peer on CPUs without VNNI, as fbgemm does for the kit: its u8 x s8 pair
-    sums saturate in int16 there too (measured on this AVX2 CPU, ViT-B-32 image tower: ORT QInt8 cosine
-    0.9618 against fp32, 0.9996 with reduce_range, at the same speed). A peer that answers wrongly is not
-    a fair peer."""
+    sums saturate in int16 there too (docs/performance.md, "Speed and memory"). A peer that answers wrongly
+    is not a fair peer."""
     from convert.quantize import cpu_flags
 
     return not ({"avx512_vnni", "avx_vnni"} & cpu_flags())
