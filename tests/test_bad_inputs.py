@@ -878,18 +878,13 @@ def test_bad_options(run_cli, tmp_path, argv, needles):
     assert not (tmp_path / "o").exists()
 
 
-def test_recipe_unknown_key_with_hint(run_cli, tmp_path):
+@pytest.mark.parametrize("content,needles", [("quantise: combined\n", ["unknown key 'quantise'", "quantize"]),
+                                             ("quantize: [combined\nweights: per-tensor\n", ["malformed YAML", "line"])],
+                         ids=["unknown-key-with-hint", "malformed-yaml-with-line"])
+def test_recipe_unknown_key_or_malformed(run_cli, tmp_path, content, needles):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("quantise: combined\n")
-    code, _, err = run_cli("--recipe", recipe, "--out", tmp_path / "o")
-    one_line(code, err, "unknown key 'quantise'", "quantize")
-
-
-def test_recipe_malformed_yaml(run_cli, tmp_path):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text("quantize: [combined\nweights: per-tensor\n")
-    code, _, err = run_cli("--recipe", recipe, "--out", tmp_path / "o")
-    one_line(code, err, "malformed YAML", "line")
+    recipe.write_text(content)
+    one_line(*run_cli("--recipe", recipe, "--out", tmp_path / "o")[::2], *needles)
 
 
 def test_recipe_bad_enum_value_and_unknown_recipe_name(run_cli, tmp_path):
