@@ -127,11 +127,8 @@ def test_relative_directory_from_another_working_directory(art, tmp_path, monkey
     assert json.loads(out.read_text())["results"][0]["variant"] == "lite"
 
 
-def test_jit_variant_without_pt_twins_is_an_error(tmp_path, capsys):
-    import convert
-
-    out = tmp_path / "nopt"
-    convert.convert(convert.build_config(model="kit-tiny-clip", pretrained="none", out=str(out)))
+def test_jit_variant_without_pt_twins_is_an_error(convert_tiny, capsys):
+    out = convert_tiny().out_dir  # the session's conversion without --also-pt
     assert deploy_main(["bench", str(out), "--quiet", "--variants", "jit"]) == 2
     assert "--variants jit cannot run" in capsys.readouterr().err
 
