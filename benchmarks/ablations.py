@@ -1,4 +1,4 @@
-"""Where a random-init tower's int8 error comes from: the experiments behind the README's fidelity section.
+"""Where a random-init tower's int8 error comes from: the experiments behind docs/performance.md, "Per-tower fidelity".
 
 ``PYTHONPATH=. python benchmarks/ablations.py --model ViT-B-32 [--json FILE]`` prints, per tower, the
 minimum cosine against fp32 on the converter's probe inputs (eager, qnnpack, per-channel) of:
@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 

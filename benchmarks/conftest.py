@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import os
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
-import json  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+
+from convert.artifact import read_manifest  # noqa: E402
 
 THREADS = int(os.environ.get("CLIPKIT_BENCH_THREADS", "2"))
 VITB32 = "benchmark_vitb32"
@@ -57,13 +58,9 @@ class Artifacts:
     def inputs(self, role: str):
         import torch
 
-        entry = next(f for f in self.manifest["files"] if f["role"] == role and f["format"] == "lite")
-        spec = entry["inputs"][0]
-        if spec["dtype"] == "int64":
-            tokens = torch.zeros(spec["shape"], dtype=torch.int64)
-            tokens[0, :3] = torch.tensor([49406, 320, 49407])
-            return (tokens,)
-        return (torch.randn(spec["shape"], generator=torch.Generator().manual_seed(0)),)
+        from deploy.bench.worker import manifest_inputs
+
+        return tuple(manifest_inputs(self.manifest, role, torch))
 
     def callable(self, role: str, kind: str) -> Callable:
         key = f"{role}/{kind}"
@@ -126,7 +123,7 @@ def tiny(tmp_path_factory) -> Artifacts:
     if not TINY_CHECKPOINT.is_file():
         opts["pretrained"] = "none"
     out = _convert(tmp_path_factory.mktemp("bench") / "tiny", **opts)
-    return Artifacts("tiny", out, json.loads((out / "manifest.json").read_text()), {})
+    return Artifacts("tiny", out, read_manifest(out), {})
 
 
 @pytest.fixture(scope="session")
@@ -141,4 +138,4 @@ def vitb32(tmp_path_factory) -> Artifacts:
         target = "x86" if platform.machine().lower() in ("x86_64", "amd64") else "android"
         out = _convert(tmp_path_factory.mktemp("bench") / "vitb32", model="ViT-B-32", pretrained="none",
                        labels=("a", "b"), templates="plain", target=target)
-    return Artifacts("vitb32", out, json.loads((out / "manifest.json").read_text()), {})
+    return Artifacts("vitb32", out, read_manifest(out), {})

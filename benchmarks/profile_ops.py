@@ -1,47 +1,27 @@
-"""Where a tower's time goes: torch profiler over the lite (``.ptl``) towers against ONNX Runtime's profiler.
+"""Where a tower's time goes, and interleaved comparisons: thin tools over ``deploy.bench``.
 
-    PYTHONPATH=. python benchmarks/profile_ops.py DIR [--convert "--recipe x86 --model ViT-B-32 --pretrained none"]
-        [--roles image_encoder text_encoder] [--threads 2] [--iters 10] [--warmup 3] [--also-pt]
-        [--engine ENGINE] [--no-onnx] [--ort-spinning] [--top 12] [--markdown FILE] [--json FILE]
+    PYTHONPATH=. python benchmarks/profile_ops.py DIR [--roles image_encoder text_encoder] [--threads 2]
+        [--iters 10] [--warmup 3] [--also-pt] [--engine ENGINE] [--onnx] [--top 12] [--markdown FILE] [--json FILE]
 
     PYTHONPATH=. python benchmarks/profile_ops.py --compare LABEL=DIR [LABEL=DIR ...] [--engines fbgemm x86]
-        [--env "LABEL:VAR=VALUE ..."] [--onnx-models LABEL=DIR] [--roles ...] [--repeats 5] [--iters 20]
+        [--env "LABEL:VAR=VALUE ..."] [--onnx] [--roles ...] [--threads 2] [--repeats 5] [--iters 20]
 
-    PYTHONPATH=. python benchmarks/profile_ops.py --fidelity LABEL=DIR [LABEL=DIR ...] [--onnx-models LABEL=ONNXDIR@DIR]
+Profile (``DIR``): the artifact directory is verified by the kit's one reader (``convert.artifact``) and
+each tower runs in this process on the bench's input (``deploy.bench.worker.manifest_inputs``), under
+``torch.profiler``: the lite interpreter calls its operators through the dispatcher, so the profiler sees
+each one (``--also-pt``: the ``.pt`` twin too). ``--onnx`` adds the bench's ONNX Runtime peer
+(``deploy.bench.peers``: the same export, ``reduce_range`` rule, text length and session options as
+``deploy bench --onnx``) with ORT's own profiler. Per tower: the top operators of the lite tower by self
+time beside the ORT operators of the same kind, and the work grouped by kind (int8 linear, attention
+matmuls, softmax, layer norm, GELU, element-wise, layout, gather, and the time in no operator: interpreter
+and glue). Shares are of the profiled call's wall time.
 
-``DIR`` is an artifact directory (``python -m convert ... --out DIR``); with ``--convert ARGS`` and no
-manifest in ``DIR`` the conversion is run first (``python -m convert ARGS --out DIR``).
-
-Every tower runs on the bench's inputs (``deploy bench``: a seeded random image, the 8-token prompt
-"a photo of a dog." padded to the context length) in this process, ``OMP_WAIT_POLICY=PASSIVE`` unless set,
-``--threads`` threads:
-
-- ``lite``: ``_load_for_lite_interpreter`` of ``ROLE.ptl``. The lite interpreter calls its operators
-  through the dispatcher, so ``torch.profiler`` sees each one (measured: the same operator list and
-  counts as the ``.pt`` twin); ``--also-pt`` profiles the ``torch.jit.load``-ed ``.pt`` twin too.
-- ``onnx``: the fp32 tower (rebuilt from the manifest, as ``deploy bench --onnx`` builds it) exported to
-  ONNX (TorchScript exporter, opset 17) and ``onnxruntime.quantization.quantize_dynamic`` (QInt8), run
-  with ``SessionOptions.enable_profiling`` at the same thread count, and with ORT's spin-waiting off
-  (``session.intra_op.allow_spinning=0``) like torch's PASSIVE OpenMP threads unless ``--ort-spinning``.
-
-Per tower it prints the unprofiled median latency of each runtime, then the top operators of the lite
-tower by self time (ms per call and share of the profiled call) beside the ONNX Runtime operators that
-do the same work, and a table of the same work grouped by kind (int8 linear, attention matmuls, softmax,
-layer norm, GELU, element-wise, layout, gather, and the time in no operator: interpreter and glue).
-Shares are of the profiled call's wall time; the profiler itself adds a few percent (both latencies are
-printed). Timings on a shared machine are noisy: compare shares and the two runtimes of one run.
-
-``--compare`` times instead of profiling, to measure a change: the lite towers of several artifact
-directories (and engines, environment variants, ONNX Runtime models: a folder of ``ROLE.int8.onnx``), each
-sample a fresh process, all variants interleaved round-robin, ``--repeats`` processes x ``--iters`` calls.
-It prints the median steady latency with its ratio to the first variant, the process CPU time per call (the
-work done, robust to a busy machine where wall time includes waiting for a core), the first call, and memory: the
-peak RSS (VmHWM) above the RSS right after importing the runtime, as a multiple of the file's size, plus
-the RSS left after the calls and after ``malloc_trim(0)``.
-
-``--fidelity`` reports each lite tower's cosine (min / mean) against the fp32 open_clip model rebuilt from the
-manifest, on the converter's probe inputs, batched (as ``python -m convert`` verifies) and one input at a
-time (as a device runs them); ONNX models of the same artifacts can be added.
+``--compare`` times instead: the lite towers of several artifact directories, per engine and per
+environment variant (``--env 'off:CLIPKIT_HEAP_PHASE=0'``; ``VAR=unset`` removes VAR), with ``--onnx`` the
+peer of the first directory, each sample a fresh ``deploy.bench`` worker process, all variants interleaved
+in a shuffled round-robin. It prints the median steady latency and the process CPU time per call (robust
+to a busy machine) with their ratios to the first variant, the first call, the load, and memory above the
+runtime's baseline as a multiple of the file size (peak, and anonymous after the first call).
 """
 from __future__ import annotations
 
@@ -49,11 +29,6 @@ import argparse
 import json
 import os
 import shlex
-import statistics
-import subprocess
-
-# Not named profile.py: a script run from this folder puts it first on sys.path, and a profile.py here
-# shadowed the standard library's (cProfile, imported by torch._dynamo) for every benchmark script.
 import sys
 import tempfile
 import time
@@ -62,13 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import run_command, set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
-
-import torch  # noqa: E402
-
-from deploy.bench.worker import SAMPLE_TOKENS  # noqa: E402 - the bench's prompt ("a photo of a dog.")
 
 # Kind of work -> (torch operators, ONNX Runtime op types). Operators not listed fall into "other".
 KINDS = {
@@ -104,125 +75,6 @@ TORCH_KIND = {op: kind for kind, (ops, _) in KINDS.items() for op in ops}
 ORT_KIND = {op: kind for kind, (_, ops) in KINDS.items() for op in ops}
 
 
-def bench_inputs(manifest: dict, role: str) -> torch.Tensor:
-    entry = next(e for e in manifest["files"] if e["role"] == role and e["format"] == "lite")
-    shape = entry["inputs"][0]["shape"]
-    if role == "text_encoder":
-        tok = manifest["tokenizer"]
-        x = torch.zeros(shape, dtype=torch.int64)
-        ids = [tok["sot_token_id"], *SAMPLE_TOKENS, tok["eot_token_id"]][: shape[-1]]
-        x[..., : len(ids)] = torch.tensor(ids)
-        return x
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
-
-
-def median_ms(fn, x, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter_ns()
-        fn(x)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return statistics.median(times)
-
-
-def profile_torch(module, x, iters: int, warmup: int) -> dict:
-    """Unprofiled median, then ``iters`` profiled calls: self time per operator, per call."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.no_grad():
-        for _ in range(max(warmup, 1)):
-            module(x)
-        plain = median_ms(module, x, iters)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            t0 = time.perf_counter_ns()
-            for _ in range(iters):
-                module(x)
-            wall = (time.perf_counter_ns() - t0) / 1e6 / iters
-    ops = {}
-    for evt in prof.key_averages():
-        if evt.self_cpu_time_total <= 0:
-            continue
-        ops[evt.key] = {"ms": evt.self_cpu_time_total / 1e3 / iters, "calls": evt.count / iters}
-    return {"median_ms": plain, "profiled_ms": wall, "ops": ops}
-
-
-def export_ort(manifest: dict, role: str, x: torch.Tensor, out_dir: Path) -> Path:
-    """fp32 tower -> ONNX -> dynamic QInt8, the way ``deploy bench --onnx`` builds its peer."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from convert.load import reference_from_manifest
-    from convert.towers import build_image_encoder, build_text_encoder
-
-    int8 = out_dir / f"{role}.int8.onnx"
-    if int8.is_file():
-        return int8
-    loaded = reference_from_manifest(manifest)
-    cfg = manifest["config"]
-    if role == "image_encoder":
-        module = build_image_encoder(loaded.model, attention=cfg.get("attention", "int8") == "int8",
-                                     patch=cfg.get("patch", "int8") == "int8")
-    else:  # full length: the exporter traces, a truncating tower would bake one length in
-        module = build_text_encoder(loaded.model, attention=cfg.get("attention", "int8") == "int8", truncate=False)
-    fp32 = out_dir / f"{role}.fp32.onnx"
-    name = next(e for e in manifest["files"] if e["role"] == role and e["format"] == "lite")["inputs"][0]["name"]
-    with torch.no_grad():
-        torch.onnx.export(module.eval(), (x,), str(fp32), dynamo=False, opset_version=17,
-                          input_names=[name], output_names=["output"])
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    return int8
-
-
-def ort_session_options(threads: int, spinning: bool, profile_prefix: str | None = None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if profile_prefix:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile_prefix
-    return opts
-
-
-def profile_ort(path: Path, x: torch.Tensor, threads: int, iters: int, warmup: int, spinning: bool,
-                tmp: Path) -> dict:
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    plain_sess = ort.InferenceSession(str(path), ort_session_options(threads, spinning), providers=providers)
-    feed = {plain_sess.get_inputs()[0].name: x.numpy()}
-    run = lambda _x: plain_sess.run(None, feed)  # noqa: E731
-    for _ in range(max(warmup, 1)):
-        run(x)
-    plain = median_ms(run, x, iters)
-    sess = ort.InferenceSession(str(path), ort_session_options(threads, spinning, str(tmp / "ort")),
-                                providers=providers)
-    for _ in range(max(warmup, 1)):
-        sess.run(None, feed)
-    t0 = time.perf_counter_ns()
-    for _ in range(iters):
-        sess.run(None, feed)
-    wall = (time.perf_counter_ns() - t0) / 1e6 / iters
-    trace = json.loads(Path(sess.end_profiling()).read_text())
-    runs = [e for e in trace if e.get("name") == "model_run"]
-    timed = runs[-iters:]
-    start = timed[0]["ts"]
-    ops: dict[str, dict] = {}
-    for e in trace:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < start:
-            continue
-        op = e.get("args", {}).get("op_name", "?")
-        slot = ops.setdefault(op, {"ms": 0.0, "calls": 0})
-        slot["ms"] += e["dur"] / 1e3 / iters
-        slot["calls"] += 1 / iters
-    return {"median_ms": plain, "profiled_ms": wall,
-            "model_run_ms": statistics.median(e["dur"] / 1e3 for e in timed), "ops": ops,
-            "session_options": {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
-                                "session.intra_op.allow_spinning": "1" if spinning else "0",
-                                "graph_optimization_level": str(sess.get_session_options().graph_optimization_level),
-                                "execution_mode": str(sess.get_session_options().execution_mode)}}
-
 
 def by_kind(ops: dict, table: dict) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -236,13 +88,13 @@ def render(role: str, result: dict, top: int) -> str:
     lite = result["lite"]
     ort = result.get("onnx")
     lines = [f"### {role}", ""]
-    lat = [f"lite `.ptl` {lite['median_ms']:.2f} ms (profiled {lite['profiled_ms']:.2f})"]
+    lat = [f"lite `.ptl` {lite['profiled_ms']:.2f} ms"]
     if result.get("jit"):
-        lat.append(f"`.pt` {result['jit']['median_ms']:.2f} ms (profiled {result['jit']['profiled_ms']:.2f})")
+        lat.append(f"`.pt` {result['jit']['profiled_ms']:.2f} ms")
     if ort:
-        lat.append(f"ONNX Runtime int8 {ort['median_ms']:.2f} ms (profiled {ort['profiled_ms']:.2f}, "
-                   f"model_run {ort['model_run_ms']:.2f}); ORT / lite {ort['median_ms'] / lite['median_ms']:.2f}x")
-    lines += ["Unprofiled median per call: " + "; ".join(lat) + ".", ""]
+        lat.append(f"ONNX Runtime int8 {ort['profiled_ms']:.2f} ms (model_run {ort['model_run_ms']:.2f}); "
+                   f"ORT / lite {ort['profiled_ms'] / lite['profiled_ms']:.2f}x")
+    lines += ["Profiled wall time per call: " + "; ".join(lat) + " (latency: `--compare` or `python -m deploy bench`).", ""]
     total = lite["profiled_ms"]
     ort_total = ort["profiled_ms"] if ort else None
     ort_kind_ops: dict[str, list[str]] = {}
@@ -275,206 +127,177 @@ def render(role: str, result: dict, top: int) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------ --fidelity
-def fidelity(directories: list[str], onnx_models: list[str] | None = None) -> str:
-    """Min / mean cosine of each lite tower against fp32 open_clip on the converter's probe inputs, batched
-    (as ``python -m convert`` verifies) and one input at a time (as the phone runs)."""
-    import open_clip
-    import torch.nn.functional as F
-    from torch.jit.mobile import _load_for_lite_interpreter
+def profile_torch(module, x, iters: int, warmup: int) -> dict:
+    """``iters`` profiled calls after ``warmup``: wall time and self time per operator, per call."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
 
-    from convert.load import reference_from_manifest
-    from convert.probes import probe_images, probe_texts
+    with torch.no_grad():
+        for _ in range(max(warmup, 1)):
+            module(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter_ns()
+            for _ in range(iters):
+                module(x)
+            wall = (time.perf_counter_ns() - t0) / 1e6 / iters
+    ops = {evt.key: {"ms": evt.self_cpu_time_total / 1e3 / iters, "calls": evt.count / iters}
+           for evt in prof.key_averages() if evt.self_cpu_time_total > 0}
+    return {"profiled_ms": wall, "ops": ops}
 
-    def cos(ref, got):
-        c = F.cosine_similarity(ref, got, dim=-1)
-        return f"{float(c.min()):.6f} / {float(c.mean()):.6f}"
 
-    lines = ["| artifacts | model | target, engine | truncate_text | role | batched: cos min / mean | "
-             "one at a time: cos min / mean |", "|---|---|---|---|---|---:|---:|"]
-    cache: dict[str, tuple] = {}
-    entries = [(d, "lite") for d in directories] + [(d, "onnx") for d in (onnx_models or [])]
-    for directory, kind in entries:
-        label, _, directory = directory.rpartition("=")
-        if kind == "onnx":  # LABEL=ONNXDIR@ARTIFACTDIR: the ONNX models of the artifacts' model
-            directory, _, artifact_dir = directory.partition("@")
-        manifest = json.loads((Path(artifact_dir if kind == "onnx" else directory) / "manifest.json").read_text())
-        key = json.dumps({k: v for k, v in manifest["config"].items() if k in ("model", "pretrained", "checkpoint", "seed")},
-                         sort_keys=True) + json.dumps((manifest.get("zero_shot") or {}).get("labels"))
-        if key not in cache:
-            loaded = reference_from_manifest(manifest)
-            images = probe_images(loaded.preprocess, n=8, seed=manifest["config"]["seed"])
-            tokens = open_clip.get_tokenizer(loaded.name)(probe_texts((manifest.get("zero_shot") or {}).get("labels")))
-            with torch.no_grad():
-                refs = {"image_encoder": (images, loaded.model.encode_image(images)),
-                        "text_encoder": (tokens, loaded.model.encode_text(tokens))}
-            cache[key] = refs
-        refs = cache[key]
-        torch.backends.quantized.engine = manifest["engine"]
-        for role, (x, ref) in refs.items():
-            if kind == "lite":
-                module = _load_for_lite_interpreter(str(Path(directory) / f"{role}.ptl"))
-                fn = module
-            else:
-                import onnxruntime as ort
+def profile_ort(path: Path, feed_tokens, threads: int, iters: int, warmup: int, tmp: Path) -> dict:
+    """The bench's ONNX Runtime session with ORT's profiler on: wall time and kernel time per operator type."""
+    from deploy.bench.peers import ort_session
 
-                session = ort.InferenceSession(str(Path(directory) / f"{role}.int8.onnx"), ort_session_options(2, False),
-                                               providers=["CPUExecutionProvider"])
-                name = session.get_inputs()[0].name
-                fn = lambda t: torch.from_numpy(session.run(None, {name: t.numpy()})[0])  # noqa: E731
-            with torch.no_grad():
-                batched = cos(ref, fn(x)) if kind == "lite" else "-"
-                single = cos(ref, torch.cat([fn(x[i:i + 1]) for i in range(x.shape[0])]))
-            cfg = manifest["config"]
-            lines.append(f"| {label or directory} | {manifest['model']['name']} ({cfg.get('pretrained') or 'checkpoint'}) | "
-                         f"{manifest['target']}, {manifest['engine']} | {cfg.get('truncate_text')} | {role} | {batched} | "
-                         f"{single} |")
-    return "\n".join(lines)
+    session, options = ort_session(str(path), threads, profile_prefix=str(tmp / "ort"))
+    feed = {session.get_inputs()[0].name: feed_tokens.numpy()}
+    for _ in range(max(warmup, 1)):
+        session.run(None, feed)
+    t0 = time.perf_counter_ns()
+    for _ in range(iters):
+        session.run(None, feed)
+    wall = (time.perf_counter_ns() - t0) / 1e6 / iters
+    trace = json.loads(Path(session.end_profiling()).read_text())
+    timed = [e for e in trace if e.get("name") == "model_run"][-iters:]
+    ops: dict[str, dict] = {}
+    for e in trace:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < timed[0]["ts"]:
+            continue
+        slot = ops.setdefault(e.get("args", {}).get("op_name", "?"), {"ms": 0.0, "calls": 0})
+        slot["ms"] += e["dur"] / 1e3 / iters
+        slot["calls"] += 1 / iters
+    model_run = sorted(e["dur"] / 1e3 for e in timed)[len(timed) // 2]
+    return {"profiled_ms": wall, "model_run_ms": model_run, "ops": ops, "session_options": options}
+
+
+def onnx_peer(verified, roles, out_dir: Path) -> dict[str, tuple[Path, int]]:
+    """``deploy bench --onnx``'s peer: the fp32 reference rebuilt (and checked against the artifacts), exported."""
+    from convert.load import load_model, reference_config
+    from deploy.bench.peers import export_onnx
+    from deploy.bench.plan import reference_check
+
+    config = reference_config(verified.manifest)
+    loaded = load_model(config)
+    reference_check(verified, loaded)
+    return export_onnx(verified.manifest, loaded, config.quant, roles, out_dir)
+
+
+def peer_input(manifest: dict, role: str, x):
+    """What the worker feeds the ONNX peer: a truncating text tower's positions only (``deploy.threads``)."""
+    from deploy.threads import text_length
+
+    if role == "text_encoder" and (manifest.get("config") or {}).get("truncate_text"):
+        return x[:, :text_length(x)]
+    return x
+
+
+def profile(args, command: str) -> str:
+    import torch
+
+    from convert.artifact import verify_artifacts
+    from convert.export import load_lite
+    from deploy.bench.worker import manifest_inputs
+
+    formats = ("lite", "torchscript") if args.also_pt else ("lite",)
+    verified = verify_artifacts(args.directory, tuple(args.roles), formats, require_image=False)
+    manifest = verified.manifest
+    engine = args.engine or manifest["engine"]
+    torch.set_num_threads(args.threads)
+    torch.backends.quantized.engine = engine
+    load0 = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="clipkit-profile-"))
+    peers = onnx_peer(verified, args.roles, tmp) if args.onnx else {}
+    results: dict[str, dict] = {}
+    for role in args.roles:
+        x = manifest_inputs(manifest, role, torch)[0]
+        res = {"lite": profile_torch(load_lite(verified.path(role, "lite")), x, args.iters, args.warmup)}
+        if args.also_pt and verified.path(role, "torchscript"):
+            res["jit"] = profile_torch(torch.jit.load(str(verified.path(role, "torchscript"))), x, args.iters,
+                                       args.warmup)
+        if role in peers:
+            res["onnx"] = profile_ort(peers[role][0], peer_input(manifest, role, x), args.threads, args.iters,
+                                      args.warmup, tmp)
+        results[role] = res
+    load1 = os.getloadavg()
+    env = (f"torch {torch.__version__}, engine {engine}, {args.threads} threads, OMP_WAIT_POLICY="
+           f"{os.environ.get('OMP_WAIT_POLICY')}, {args.iters} profiled calls after {args.warmup} warm-up; "
+           f"load average {load0[0]:.2f} -> {load1[0]:.2f} on {os.cpu_count()} CPUs")
+    text = [f"## Profile: {manifest['model']['name']} ({manifest['target']}, {manifest['engine']} artifacts)", "",
+            f"Command: `{command}`", "", env, ""]
+    text += [render(role, res, args.top) for role, res in results.items()]
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": command, "environment": env, "results": results},
+                                              indent=1) + "\n", encoding="utf-8")
+    return "\n".join(text)
 
 
 # ------------------------------------------------------------------------------------ --compare (timing)
-def _status() -> dict[str, int]:
-    """VmRSS, VmHWM, RssAnon, RssFile of this process in bytes (the bench worker's reader)."""
-    from deploy.bench.worker import _proc_status
-
-    return _proc_status("VmRSS", "VmHWM", "RssAnon", "RssFile")
-
-
-def worker(spec: dict) -> dict:
-    """One fresh-process sample: load, first call, steady calls, memory (run by ``--worker``). ``.ptl`` files
-    load and run as ``deploy.runtime`` runs them: ``deploy.heap`` around the load and the first call,
-    ``deploy.threads`` sizing each call (``CLIPKIT_HEAP_PHASE=0`` / ``CLIPKIT_THREAD_POLICY=off`` in an
-    ``--env`` variant turn either off)."""
-    import ctypes
-
-    from deploy import heap, threads
-
-    torch.set_num_threads(spec["threads"])
-    if spec.get("engine"):
-        torch.backends.quantized.engine = spec["engine"]
-    x = torch.tensor(spec["input"]["data"], dtype=getattr(torch, spec["input"]["dtype"])).reshape(spec["input"]["shape"])
-    if spec["kind"] == "onnx":
-        import onnxruntime  # noqa: F401 - in the baseline, as torch is
-    base = _status()
-    t0 = time.perf_counter_ns()
-    if spec["kind"] == "lite":
-        from torch.jit.mobile import _load_for_lite_interpreter
-
-        module = heap.load(_load_for_lite_interpreter, spec["path"])
-
-        def fn(x):
-            with threads.sized(torch, spec.get("work"), x), heap.first_call(module):
-                return module(x)
-    else:
-        session = __import__("onnxruntime").InferenceSession(
-            spec["path"], ort_session_options(spec["threads"], os.environ.get("OMP_WAIT_POLICY") != "PASSIVE"),
-            providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: x.numpy()}
-        fn = lambda _x: session.run(None, feed)  # noqa: E731
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    after_load = _status()
-    with torch.no_grad():
-        t0 = time.perf_counter_ns()
-        fn(x)
-        first_ms = (time.perf_counter_ns() - t0) / 1e6
-        after_first = _status()
-        for _ in range(spec["warmup"]):
-            fn(x)
-        times = []
-        cpu0 = time.process_time_ns()
-        for _ in range(spec["iters"]):
-            t0 = time.perf_counter_ns()
-            fn(x)
-            times.append((time.perf_counter_ns() - t0) / 1e6)
-        cpu_ms = (time.process_time_ns() - cpu0) / 1e6 / spec["iters"]
-    end = _status()
-    ctypes.CDLL(None).malloc_trim(0)
-    trimmed = _status()
-    return {"load_ms": load_ms, "first_ms": first_ms, "steady_ms": times, "cpu_ms": cpu_ms, "base": base, "after_load": after_load,
-            "after_first": after_first, "end": end, "trimmed": trimmed}
-
-
-def compare(args) -> str:
+def compare(args, command: str) -> str:
+    """Fresh ``deploy.bench`` worker processes, every variant interleaved (shuffled round-robin)."""
     import random
 
-    variants = []  # (label, kind, path per role, engine, env)
-    envs = [("", {})]
+    from convert.artifact import verify_artifacts
+    from deploy.bench import plan as bench
+
+    envs: list[tuple[str, dict[str, str | None]]] = [("", {})]
     for item in args.env or []:
         label, _, assigns = item.partition(":")
-        envs.append((label, dict(a.split("=", 1) for a in assigns.split())))
-    for item in args.compare:
+        pairs = (a.split("=", 1) for a in shlex.split(assigns))
+        envs.append((label, {k: None if v == "unset" else v for k, v in pairs}))
+    engines = tuple(args.engines or ())
+    variants = []  # (name, case, worker spec, manifest, extra env, settings)
+    tmp = Path(tempfile.mkdtemp(prefix="clipkit-compare-"))
+    for i, item in enumerate(args.compare):
         label, _, directory = item.rpartition("=")
-        for engine in args.engines or [None]:
+        verified = verify_artifacts(directory, tuple(args.roles), require_image=False)
+        onnx = onnx_peer(verified, args.roles, tmp) if args.onnx and i == 0 else {}
+        settings = bench.Settings(directory=verified.directory, roles=tuple(args.roles),
+                                  variants=("lite", "onnx-int8") if onnx else ("lite",), threads=(args.threads,),
+                                  engines=engines or (verified.manifest["engine"],), omp=("default",),
+                                  repeats=args.repeats, iters=args.iters, warmup=args.warmup)
+        for case in bench.plan(settings, verified, {}, onnx):
+            spec = bench.worker_spec(case, settings, verified, None)
             for env_label, env in envs:
-                name = " ".join(p for p in (label or directory, engine, env_label) if p)
-                variants.append((name, "lite", Path(directory), engine, env))
-    for item in args.onnx_models or []:
-        label, _, directory = item.rpartition("=")
-        for env_label, env in envs if args.env_onnx else envs[:1]:
-            name = " ".join(p for p in (label or directory, env_label) if p)
-            variants.append((name, "onnx", Path(directory), None, env))
-    first_dir = Path(args.compare[0].rpartition("=")[2])
-    manifest = json.loads((first_dir / "manifest.json").read_text())
-    samples: dict[tuple, list] = {}
+                what = "ONNX Runtime int8" if case.variant == "onnx-int8" else (case.engine if engines else "")
+                name = " ".join(p for p in (label or directory, what, env_label) if p)
+                variants.append((name, case, spec, verified.manifest, env, settings))
+    samples: dict[tuple[str, str], list[dict]] = {}
     load0 = os.getloadavg()
     for rep in range(args.repeats):
-        order = [(role, v) for role in args.roles for v in variants]
+        order = list(variants)
         random.Random(rep).shuffle(order)  # no variant always runs after the same one
-        for role, (name, kind, directory, engine, env) in order:
-            x = bench_inputs(manifest, role)
-            path = directory / (f"{role}.ptl" if kind == "lite" else f"{role}.int8.onnx")
-            spec = {"kind": kind, "path": str(path), "threads": args.threads, "engine": engine or (
-                        manifest["engine"] if kind == "lite" else None),
-                    "warmup": args.warmup, "iters": args.iters,
-                    "input": {"data": x.flatten().tolist(), "shape": list(x.shape), "dtype": str(x.dtype).split(".")[1]}}
-            if kind == "lite":
-                spec["work"] = next((e.get("work") for e in manifest["files"]
-                                     if e["role"] == role and e["format"] == "lite"), None)
-            penv = {k: v for k, v in dict(os.environ, **env).items() if v != "unset"}
-            penv["PYTHONPATH"] = os.pathsep.join([str(REPO), penv.get("PYTHONPATH", "")])
-            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-                json.dump(spec, handle)
-            proc = subprocess.run([sys.executable, __file__, "--worker", handle.name], env=penv, capture_output=True,
-                                  text=True, timeout=900)
-            os.unlink(handle.name)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode or not lines:
-                raise SystemExit(f"{name} {role} failed: {proc.stderr[-800:]}")
-            sample = json.loads(lines[-1])
-            sample["size"] = path.stat().st_size
-            samples.setdefault((role, name), []).append(sample)
+        for name, case, spec, _, env, settings in order:
+            samples.setdefault((case.role, name), []).append(bench.run_case(case, settings, spec, env))
     load1 = os.getloadavg()
-    lines = [f"Interleaved fresh processes: {args.repeats} per variant x {args.iters} timed calls after "
-             f"{args.warmup + 1} warm-up; {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-             f"load average {load0[0]:.2f} -> {load1[0]:.2f} on {os.cpu_count()} CPUs.", ""]
-    mib = 2 ** 20
+    lines = [f"Command: `{command}`", "",
+             f"Interleaved fresh processes (deploy.bench's worker): {args.repeats} per variant x {args.iters} timed "
+             f"calls after {args.warmup + 1} warm-up; {args.threads} threads, OMP_WAIT_POLICY="
+             f"{os.environ.get('OMP_WAIT_POLICY')}; load average {load0[0]:.2f} -> {load1[0]:.2f} on "
+             f"{os.cpu_count()} CPUs.", ""]
     for role in args.roles:
         lines += [f"#### {role}", "",
-                  "| variant | median ms | x first | CPU ms/call | x first | first call ms | load ms | MiB | peak RSS+ / size "
-                  "| RSS+ after / size | after malloc_trim / size | anon+ / size after first call |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        ref = ref_cpu = None
-        for name, *_ in variants:
-            ss = samples[(role, name)]
-            med = statistics.median(t for s in ss for t in s["steady_ms"])
-            cpu = statistics.median(s["cpu_ms"] for s in ss)
-            ref = ref or med
-            ref_cpu = ref_cpu or cpu
-            size = ss[0]["size"]
-            m = lambda key, field: statistics.median((s[key][field] - s["base"]["VmRSS" if field == "VmHWM" else field])  # noqa: E731
-                                                      / size for s in ss)
-            lines.append(f"| {name} | {med:.2f} | {med / ref:.3f} | {cpu:.2f} | {cpu / ref_cpu:.3f} | "
-                         f"{statistics.median(s['first_ms'] for s in ss):.1f} | "
-                         f"{statistics.median(s['load_ms'] for s in ss):.1f} | {size / mib:.2f} | {m('end', 'VmHWM'):.3f} | "
-                         f"{m('end', 'VmRSS'):.3f} | {m('trimmed', 'VmRSS'):.3f} | {m('after_first', 'RssAnon'):.3f} |")
+                  "| variant | median ms | x first | CPU ms/call | x first | first call ms | load ms | MiB | "
+                  "peak RSS+ / size | anon+ / size after first call |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        ref = None
+        for name, case, _, manifest, _, _ in variants:
+            if case.role != role:
+                continue
+            r = bench.aggregate(case, samples[(role, name)], manifest)
+            med, cpu, size = r["steady_ms"]["median"], r["cpu_ms"], r["size_bytes"]
+            ref = ref or (med, cpu)
+            anon = r.get("anon_after_first_call_bytes")
+            lines.append(f"| {name} | {med:.2f} | {med / ref[0]:.3f} | {cpu:.2f} | {cpu / ref[1]:.3f} | "
+                         f"{r['first_ms']:.1f} | {r['load_ms']['median']:.1f} | {size / 2**20:.2f} | "
+                         f"{r['peak_rss_above_baseline_bytes'] / size:.3f} | "
+                         f"{'-' if anon is None else f'{anon / size:.3f}'} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("directory", nargs="?", help="artifact directory (manifest.json, ROLE.ptl)")
-    p.add_argument("--convert", metavar="ARGS", help="python -m convert arguments, run first when DIR has no manifest")
+    p.add_argument("directory", nargs="?", help="artifact directory to profile (python -m convert ... --out DIR)")
     p.add_argument("--roles", nargs="+", default=["image_encoder", "text_encoder"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=10)
@@ -482,93 +305,29 @@ def main(argv=None) -> int:
     p.add_argument("--engine", help="quantized engine at run time (default: the manifest's; x86 artifacts pack on "
                                     "the first call, so fbgemm / x86 / onednn can be compared on one file)")
     p.add_argument("--also-pt", action="store_true", help="also profile the .pt twin (torch.jit.load)")
-    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime peer")
-    p.add_argument("--ort-spinning", action="store_true", help="let ORT's threads spin (its default); off by default "
-                                                               "to match OMP_WAIT_POLICY=PASSIVE")
-    p.add_argument("--onnx-dir", help="keep/reuse the exported ONNX files here (default: a temporary folder)")
+    p.add_argument("--onnx", action="store_true", help="add deploy bench's ONNX Runtime int8 peer")
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--compare", nargs="+", metavar="LABEL=DIR", help="time these artifact directories instead of profiling")
     p.add_argument("--engines", nargs="+", help="with --compare: quantized engines to run each directory with")
-    p.add_argument("--env", nargs="+", metavar="LABEL:VAR=VALUE ...", help="with --compare: extra variants with these "
-                                                                            "environment variables (VAR=unset removes VAR; CLIPKIT_HEAP_PHASE=0 and "
-                                                                            "CLIPKIT_THREAD_POLICY=off turn off what deploy.heap "
-                                                                            "and deploy.threads do)")
-    p.add_argument("--onnx-models", nargs="+", metavar="LABEL=DIR", help="with --compare: folders of ROLE.int8.onnx; "
-                                                                         "with --fidelity: LABEL=ONNXDIR@ARTIFACTDIR")
-    p.add_argument("--env-onnx", action="store_true", help="with --compare: run the ONNX models under every --env too")
+    p.add_argument("--env", nargs="+", metavar="LABEL:VAR=VALUE ...", help=(
+        "with --compare: extra variants with these environment variables (VAR=unset removes VAR; "
+        "CLIPKIT_HEAP_PHASE=0 and CLIPKIT_THREAD_POLICY=off turn off what deploy.heap and deploy.threads do)"))
     p.add_argument("--repeats", type=int, default=5, help="with --compare: fresh processes per variant")
-    p.add_argument("--fidelity", nargs="+", metavar="LABEL=DIR", help="instead of profiling: cosine of each lite tower "
-                                                                      "against fp32 on the probe inputs, batched and one at a time")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--markdown", metavar="FILE")
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--json", metavar="FILE", help="profile: the per-operator figures")
     args = p.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
-        return 0
+    if not (args.compare or args.directory):
+        p.error("give an artifact directory (or --compare LABEL=DIR ...)")
     command = "PYTHONPATH=. python benchmarks/profile_ops.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    if args.fidelity:
-        out = f"Command: `{command}`\n\n" + fidelity(args.fidelity, args.onnx_models)
+
+    def run() -> int:
+        out = compare(args, command) if args.compare else profile(args, command)
         print(out)
         if args.markdown:
             Path(args.markdown).write_text(out + "\n", encoding="utf-8")
         return 0
-    if args.compare:
-        out = f"Command: `{command}`\n\n" + compare(args)
-        print(out)
-        if args.markdown:
-            Path(args.markdown).write_text(out + "\n", encoding="utf-8")
-        return 0
-    if not args.directory:
-        p.error("give an artifact directory (or --compare)")
-    directory = Path(args.directory)
-    if not (directory / "manifest.json").is_file():
-        if not args.convert:
-            p.error(f"{directory} has no manifest.json (give --convert ARGS to convert first)")
-        cmd = [sys.executable, "-m", "convert", *shlex.split(args.convert), "--out", str(directory)]
-        subprocess.run(cmd, check=True, cwd=REPO)
-    manifest = json.loads((directory / "manifest.json").read_text())
-    engine = args.engine or manifest["engine"]
-    torch.set_num_threads(args.threads)
-    torch.backends.quantized.engine = engine
-    from torch.jit.mobile import _load_for_lite_interpreter
 
-    load0 = os.getloadavg()
-    results: dict[str, dict] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="clipkit-profile-"))
-    onnx_dir = Path(args.onnx_dir) if args.onnx_dir else tmp
-    onnx_dir.mkdir(parents=True, exist_ok=True)
-    for role in args.roles:
-        x = bench_inputs(manifest, role)
-        res = {"lite": profile_torch(_load_for_lite_interpreter(str(directory / f"{role}.ptl")), x,
-                                     args.iters, args.warmup)}
-        if args.also_pt and (directory / f"{role}.pt").is_file():
-            res["jit"] = profile_torch(torch.jit.load(str(directory / f"{role}.pt")), x, args.iters, args.warmup)
-        if not args.no_onnx:
-            path = export_ort(manifest, role, x, onnx_dir)
-            res["onnx"] = profile_ort(path, x, args.threads, args.iters, args.warmup, args.ort_spinning, tmp)
-        results[role] = res
-    load1 = os.getloadavg()
-    env = (f"torch {torch.__version__}, engine {engine}, {args.threads} threads, OMP_WAIT_POLICY="
-           f"{os.environ.get('OMP_WAIT_POLICY')}, {args.iters} profiled calls after {args.warmup} warm-up; "
-           f"load average {load0[0]:.2f} -> {load1[0]:.2f} on {os.cpu_count()} CPUs")
-    if not args.no_onnx:
-        import onnxruntime
-
-        spin = "on" if args.ort_spinning else "off"
-        env += f"; onnxruntime {onnxruntime.__version__} (intra_op_num_threads {args.threads}, spinning {spin})"
-    model = (manifest.get("model") or {}).get("name")
-    text = [f"## Profile: {model} ({manifest.get('target')}, {manifest.get('engine')} artifacts)", "",
-            f"Command: `{command}`", "", env, ""]
-    text += [render(role, res, args.top) for role, res in results.items()]
-    out = "\n".join(text)
-    print(out)
-    if args.markdown:
-        Path(args.markdown).write_text(out + "\n", encoding="utf-8")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": command, "environment": env, "results": results},
-                                              indent=1) + "\n", encoding="utf-8")
-    return 0
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -384,10 +384,20 @@ def verify_artifacts(directory: str | Path, roles: tuple[str, ...] | None = None
     return VerifiedArtifacts(directory=directory, manifest=manifest, paths=paths)
 
 
-def verify_all(directory: str | Path) -> dict[str, Any]:
-    """Hash-check every file the manifest lists without loading any model; returns the manifest."""
-    directory = Path(directory)
+def verify_all(directory: str | Path, target: str | None = None) -> dict[str, Any]:
+    """Check every file the manifest lists, loading no model; returns the manifest (``python -m deploy verify``).
+
+    Model files as :func:`verify_artifacts` checks them (confinement, size, sha256, embedded metadata,
+    bytecode), every other file (vocabulary, ops.yaml, ...) by size and sha256. ``target`` ("android" or
+    "x86") also requires artifacts converted for it.
+    """
     manifest = read_manifest(directory)
+    if target is not None:
+        require_target(manifest, target, {"android": "a phone", "x86": "an x86 machine"}[target])
+    formats = tuple(sorted({e["format"] for e in manifest["files"] if e["role"] in MODEL_ROLES}))
+    verified = verify_artifacts(directory, None, formats, require_image=False)
+    checked = {path.name for path in verified.paths.values()}
     for entry in manifest["files"]:
-        verify_file(directory, entry, manifest)
+        if entry["file"] not in checked:
+            verify_file(verified.directory, entry, manifest)
     return manifest

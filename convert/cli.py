@@ -2,12 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
-import os
-import signal
-import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -23,94 +18,8 @@ from .config import (
     build_config,
     read_labels,
 )
-from .errors import ConfigError, KitError
-
-KIT_SPINCOUNT = "1000"
-_set_by_kit: set[str] = set()
-
-
-def set_openmp_default() -> None:
-    """Before torch starts: OpenMP threads that spin while waiting fight each other (and everything else)
-    on small shared machines; measured here, a 2-thread training step went from 4.3 s to 0.47 s under load
-    with PASSIVE, and the fbgemm text tower from 1159 ms to 22.8 ms. A user's own setting wins. Every entry
-    point calls this before anything imports torch (libgomp reads the variables once, at load).
-
-    With PASSIVE, libgomp puts a worker to sleep the moment a parallel region ends, and the next operator
-    (~10 us later) pays a futex wake-up; a transformer call opens ~200 regions. ``GOMP_SPINCOUNT=1000`` (a
-    few microseconds of spinning first) lets back-to-back operators find it awake: ViT-B-32's int8 image
-    ``.ptl`` on 2 threads 0.857x the latency at 0.95x the CPU time, and no slower (0.956x) with two CPU hogs
-    on the same 2 cores (``benchmarks/results/profile/vitb32-x86-spincount.md``); libgomp's own default
-    (300000, ~ms) or ACTIVE are the spinning that hurts. Set only when the kit chose PASSIVE itself.
-    """
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        _set_by_kit.add("OMP_WAIT_POLICY")
-        if "GOMP_SPINCOUNT" not in os.environ:
-            os.environ["GOMP_SPINCOUNT"] = KIT_SPINCOUNT
-            _set_by_kit.add("GOMP_SPINCOUNT")
-
-
-def openmp_set_by_kit() -> frozenset[str]:
-    """The OpenMP variables :func:`set_openmp_default` set in this process (not the user's)."""
-    return frozenset(_set_by_kit)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-
-
-@contextlib.contextmanager
-def third_party_logging(verbose: bool = False):
-    """Third-party log records stay out of the output while the block runs, unless ``verbose``.
-
-    Offline, huggingface_hub logged every retry twice (its own handler, then the root handler that
-    open_clip's first ``logging.warning`` call installs): 47 lines before the one that mattered. The kit
-    reports what matters itself, as one line; ``--verbose`` shows the rest (INFO and up, on stderr).
-    """
-    root = logging.getLogger()
-    hub = logging.getLogger("huggingface_hub")
-    saved = (logging.root.manager.disable, root.level, list(root.handlers), hub.propagate, warnings.showwarning)
-    if verbose:
-        if not root.handlers:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s: %(message)s")
-        root.setLevel(logging.INFO)
-        hub.propagate = not hub.handlers  # huggingface_hub prints through its own handler: once, not twice
-    else:
-        logging.disable(logging.CRITICAL)
-        warnings.showwarning = _show_warning  # "warning: <message>", not "/path/file.py:93: UserWarning: <message>"
-    try:
-        yield
-    finally:
-        logging.disable(saved[0])
-        root.setLevel(saved[1])
-        for handler in root.handlers[:]:
-            if handler not in saved[2]:
-                root.removeHandler(handler)
-        hub.propagate = saved[3]
-        warnings.showwarning = saved[4]
-
-
-class KitArgumentParser(argparse.ArgumentParser):
-    """argparse with the kit's usage errors: one line, exit 2, pointing to this command's own help."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-    def parse_args(self, args=None, namespace=None):
-        # argparse reports a sub-command's unknown option from the top parser ("see python -m deploy --help");
-        # the help that lists the valid options is the sub-command's own.
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            self._command_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
-        return parsed
-
-    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
-                if isinstance(chosen, KitArgumentParser):
-                    return chosen._command_parser(parsed)
-        return self
+from .entry import KitArgumentParser, make_console, run_command, set_openmp_default
+from .errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,15 +89,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _mib(n: float) -> str:
     return f"{n / 2**20:.2f}"
-
-
-def make_console(stderr: bool = False, wide: bool = False):
-    """A rich console that stays readable in a pipe or a log: 100 columns (``wide``: 200) when not a
-    terminal, no source paths on log lines."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else (200 if wide else 100), log_path=False)
 
 
 def print_summary(result, console) -> None:
@@ -275,61 +175,34 @@ def run_sensitivity(config, args, console, log) -> int:
     return 0
 
 
-class Terminated(BaseException):
-    """SIGTERM as an exception (like KeyboardInterrupt for SIGINT), so the conversion's cleanup runs."""
-
-
-def _terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-def raise_on_sigterm():
-    """Turn SIGTERM into :class:`Terminated` (main thread only); returns the handler to restore, or None.
-    Without it SIGTERM killed the process before ``convert()`` could remove its staging folder."""
-    try:
-        return signal.signal(signal.SIGTERM, _terminated) or signal.SIG_DFL
-    except ValueError:  # not the main thread: signals are not ours to handle
-        return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
     args = build_parser().parse_args(argv)
     console = make_console(stderr=args.json, wide=args.wide)
-    err = make_console(stderr=True)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
     quiet = args.quiet or args.json
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
-    previous_sigterm = raise_on_sigterm()
-    try:
-        with third_party_logging(args.verbose):
-            config = build_config(args.recipe, **_options(args))
-            if args.sensitivity_target is not None and args.sensitivity is None:
-                raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
-            if args.sensitivity is not None:
-                return run_sensitivity(config, args, console, log)
-            from .pipeline import convert
 
-            if quiet:
-                result = convert(config)
-            else:
-                with console.status("converting") as status:
-                    result = convert(config, log=lambda msg: (status.update(msg), console.log(msg)))
-    except KitError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except (Terminated, KeyboardInterrupt) as exc:  # the conversion removed its staging folder on the way out
-        what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        err.print(f"error: interrupted by {what}; nothing half-written was left (the output is the previous one, "
-                  "or the new one if it was complete)", markup=False, highlight=False, soft_wrap=True)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-    finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
-    if args.json:
-        print(json.dumps({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, indent=2))
-    elif not args.quiet:
-        print_summary(result, console)
-    return 0
+    def command() -> int:
+        config = build_config(args.recipe, **_options(args))
+        if args.sensitivity_target is not None and args.sensitivity is None:
+            raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")
+        if args.sensitivity is not None:
+            return run_sensitivity(config, args, console, log)
+        from .pipeline import convert
+
+        if quiet:
+            result = convert(config)
+        else:
+            with console.status("converting") as status:
+                result = convert(config, log=lambda msg: (status.update(msg), console.log(msg)))
+        if args.json:
+            print(json.dumps({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, indent=2))
+        elif not args.quiet:
+            print_summary(result, console)
+        return 0
+
+    # The conversion removes its staging folder on the way out of an interrupt.
+    return run_command(command, verbose=args.verbose)

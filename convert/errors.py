@@ -48,6 +48,18 @@ class ArtifactError(KitError, ValueError):
     """An artifact directory or file is missing, tampered with, or from another toolchain."""
 
 
+class ImageError(KitError, ValueError):
+    """An image file is missing, empty, unreadable, not an image, or too large."""
+
+
+class DatasetError(KitError, ValueError):
+    """A dataset is absent, empty or unreadable."""
+
+
+class PlotError(KitError, RuntimeError):
+    """Plots were asked for but cannot be drawn (matplotlib missing)."""
+
+
 class FidelityError(KitError):
     """A converted artifact is below the recipe's fidelity floor."""
 

@@ -210,9 +210,8 @@ def full_range_requirement(engine: str) -> list[str] | None:
 def use_full_range(tower: nn.Module, engine: str, flags: set[str] | None = None) -> int:
     """Make every dynamic int8 Linear of ``tower`` quantize activations to 8 bits (``reduce_range=False``).
 
-    An 8-bit activation grid halves the rounding step of the default 7-bit one: on ViT-B-32 (x86 recipe,
-    the probe inputs, one input at a time; exact int32 sums emulated) the image cosine goes 0.99963 ->
-    0.99985 and the text cosine 0.99805 -> 0.99910 (benchmarks/results/profile/activation_bits.py).
+    An 8-bit activation grid halves the rounding step of the default 7-bit one (measured gain:
+    docs/performance.md, ``--full-range``; the experiment: benchmarks/activation_bits.py).
     Refused (:class:`ConfigError`) unless this CPU has one of :func:`full_range_requirement`'s flags: the
     artifact then needs them wherever it runs, so record that requirement beside it. Returns how many
     modules were changed.

@@ -2,8 +2,9 @@
 
 A conversion feature (its output is a ``--recipe``); the one front end is ``python -m convert
 --sensitivity K [--sensitivity-target C] [--sensitivity-recipe FILE]``. Everything is measured on eager
-int8 towers built by :func:`convert.towers.build_towers` with the config's engine and weight scheme, on
-the converter's own probe inputs, against the same towers in fp32.
+int8 towers built and quantized as the converter ships them (:func:`convert.towers.build_towers` with the
+config's text truncation, :func:`convert.towers.quantize_encoder` with its engine, weight scheme, packing and
+activation range), on the converter's own probe inputs, against the same towers in fp32.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from .files import atomic_write
 from .load import load_model
 from .metrics import compare
 from .probes import probe_images, probe_texts
-from .quantize import EMBEDDING_NAMES, quantize_tower, set_engine
-from .towers import ENCODER_ROLES, build_towers
+from .quantize import EMBEDDING_NAMES, set_engine
+from .towers import ENCODER_ROLES, build_towers, quantize_encoder
 
 Log = Callable[[str], None]
 
@@ -97,7 +98,11 @@ def rank_groups(config: ConvertConfig, k: int = 3, n_images: int = 8, log: Log =
               "text_encoder": open_clip.get_tokenizer(loaded.name)(probe_texts(config.labels))}
     set_engine(config.engine)
     roles = tuple(r for r in ENCODER_ROLES if (quant.image if r == "image_encoder" else quant.text))
-    towers = build_towers(loaded.model, quant, roles, quantize=False).fp32
+    towers = build_towers(loaded.model, quant, roles, truncate_text=config.truncate_text, quantize=False).fp32
+
+    def quantized(tower: nn.Module, q: QuantConfig, role: str):
+        return quantize_encoder(tower, q, role, pack=config.pack)
+
     rows: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
     refs: dict[str, torch.Tensor] = {}
@@ -108,7 +113,7 @@ def rank_groups(config: ConvertConfig, k: int = 3, n_images: int = 8, log: Log =
         all_names = [n for members in groups.values() for n in members]
         for stem, members in groups.items():
             q = _keep(quant, [f"{role}.{n}" for n in all_names if n not in members])
-            qt, report = quantize_tower(tower, q, role)
+            qt, report = quantized(tower, q, role)
             if not report.int8:
                 continue  # the recipe keeps this group in fp32 anyway
             with torch.no_grad():
@@ -121,7 +126,7 @@ def rank_groups(config: ConvertConfig, k: int = 3, n_images: int = 8, log: Log =
                          "drop": float(1.0 - F.cosine_similarity(ref.double(), got.double(), dim=-1).mean()),
                          "sqnr_db": c["sqnr_db"]})
             log(f"{rows[-1]['pattern']}: drop {rows[-1]['drop']:.2e}")
-        full, _ = quantize_tower(tower, quant, role)
+        full, _ = quantized(tower, quant, role)
         with torch.no_grad():
             summary[role] = {"all_int8": compare(ref, full(inputs[role]))}
     rows.sort(key=lambda r: r["drop"], reverse=True)
@@ -135,21 +140,22 @@ def rank_groups(config: ConvertConfig, k: int = 3, n_images: int = 8, log: Log =
             ranked = sorted((r for r in rows if r["role"] == role), key=lambda r: r["drop"] / max(r["params"], 1),
                             reverse=True)
             kept, summary[role]["curve"] = _keep_until(tower, role, inputs[role], refs[role],
-                                                       summary[role]["all_int8"], quant, ranked, target, k, log)
+                                                       summary[role]["all_int8"], quant, ranked, target, k, log,
+                                                       quantized)
             worst += kept
     for i, r in enumerate(rows, 1):
         r["rank"] = i
         r["kept_fp32"] = r["pattern"] in worst
     final = _keep(quant, worst)
     for role, tower in towers.items():
-        qt, _ = quantize_tower(tower, final, role)
+        qt, _ = quantized(tower, final, role)
         with torch.no_grad():
             summary[role]["with_recipe"] = compare(refs[role], qt(inputs[role]))
     return SensitivityResult(rows=rows, summary=summary, keep_fp32=final.keep_fp32, target=target)
 
 
 def _keep_until(tower, role, inputs, ref, all_int8, quant, ranked, target, limit,
-                log) -> tuple[list[str], list[dict[str, Any]]]:
+                log, quantized) -> tuple[list[str], list[dict[str, Any]]]:
     """Keep ``ranked`` groups (worst first) in fp32 one by one, starting from the all-int8 figures
     ``all_int8`` against the fp32 output ``ref``, until the tower's minimum cosine reaches ``target`` or
     ``limit`` groups are kept; returns the kept patterns and the measured curve."""
@@ -167,7 +173,7 @@ def _keep_until(tower, role, inputs, ref, all_int8, quant, ranked, target, limit
             break
         kept.append(row["pattern"])
         extra += row["params"] * 3 / 2**20  # 4 fp32 bytes instead of 1 int8 byte a weight
-        qt, _ = quantize_tower(tower, _keep(quant, kept), role)
+        qt, _ = quantized(tower, _keep(quant, kept), role)
         with torch.no_grad():
             curve.append(point(compare(ref, qt(inputs)), row["pattern"]))
     return kept, curve
@@ -203,8 +209,10 @@ def write_recipe(path: str | Path, config: ConvertConfig, result: SensitivityRes
                    "patch": config.patch, "projection": config.projection, "keep_fp32": list(result.keep_fp32)})
     if config.per_tensor:
         recipe["per_tensor"] = list(config.per_tensor)
-    if config.truncate_text:
-        recipe["truncate_text"] = True
+    if config.truncate_text is not None:  # what was measured is what the recipe converts
+        recipe["truncate_text"] = config.truncate_text
+    if config.full_range:
+        recipe["full_range"] = True
     text = yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=120)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -299,9 +299,18 @@ def build_towers(model: nn.Module, quant: QuantConfig, roles: tuple[str, ...] = 
                                if name])
     for role, tower in fp32.items():
         if (quant.image if role == "image_encoder" else quant.text):
-            towers.modules[role], towers.reports[role] = quantize_tower(tower, quant, role)
-            if pack == "first-call":
-                defer_packing(towers.modules[role])
-            if quant.full_range:  # refused on a CPU that would saturate (it could not verify the result)
-                use_full_range(towers.modules[role], quant.engine)
+            towers.modules[role], towers.reports[role] = quantize_encoder(tower, quant, role, pack=pack)
     return towers
+
+
+def quantize_encoder(tower: nn.Module, quant: QuantConfig, role: str, *, pack: str = "load") -> tuple[nn.Module, QuantReport]:
+    """One fp32 tower of :func:`build_towers` -> its int8 module exactly as the converter ships it: dynamic
+    int8 per ``quant``, fbgemm packing deferred with ``pack='first-call'``, 8-bit activations with
+    ``quant.full_range``. Sensitivity analysis quantizes its per-group variants through here too, so it
+    ranks the tower that ships."""
+    module, report = quantize_tower(tower, quant, role)
+    if pack == "first-call":
+        defer_packing(module)
+    if quant.full_range:  # refused on a CPU that would saturate (it could not verify the result)
+        use_full_range(module, quant.engine)
+    return module, report

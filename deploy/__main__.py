@@ -6,8 +6,7 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.cli import KitArgumentParser, Terminated, raise_on_sigterm, set_openmp_default, third_party_logging
-from convert.errors import KitError
+from convert.entry import KitArgumentParser, run_command, set_openmp_default
 
 COMMANDS = {
     "classify": "deploy.classify",
@@ -21,35 +20,21 @@ COMMANDS = {
 def main(argv=None) -> int:
     """``python -m deploy`` and the ``clip-kit-deploy`` console script."""
     set_openmp_default()  # before the command modules import torch
-    from convert.torchcheck import check_torch
 
-    try:
-        with third_party_logging():
-            # The same start-up check (and the same advice) as python -m convert: a torch other than the pin warns.
-            check_torch()
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    parser = KitArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=KitArgumentParser)
-    for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
-    args = parser.parse_args(argv)
-    previous_sigterm = raise_on_sigterm()  # so index and cache writes clean up their temporary files
-    try:
-        with third_party_logging():
-            return int(args.func(args) or 0)
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Terminated:
-        print("error: terminated (SIGTERM); nothing half-written was left behind", file=sys.stderr)
-        return 143
-    finally:
-        if previous_sigterm is not None:
-            import signal
+    def command() -> int:
+        from convert.torchcheck import check_torch
 
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        # The same start-up check (and the same advice) as python -m convert: a torch other than the pin warns.
+        check_torch()
+        parser = KitArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
+        sub = parser.add_subparsers(dest="command", required=True, parser_class=KitArgumentParser)
+        for module in COMMANDS.values():
+            importlib.import_module(module).add_parser(sub)
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    # Index and cache writes clean up their temporary files on SIGTERM.
+    return run_command(command)
 
 
 if __name__ == "__main__":

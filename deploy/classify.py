@@ -23,7 +23,7 @@ import json
 import sys
 
 from convert.config import read_labels
-from convert.errors import KitError
+from convert.errors import ImageError
 
 from .artifacts import add_runtime_option, load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
             logits = logits_fn(encode_images(artifacts, x))
             top = topk(logits, labels, args.topk)[0]
             results.append({"image": path, "top": [{"label": lab, "score": round(s, 6)} for lab, s in top]})
-        except KitError as exc:
-            if exc.exit_code != 2 or "image" not in type(exc).__name__.lower():
-                raise
+        except ImageError as exc:  # this image only: the others are still classified
             results.append({"image": path, "error": str(exc)})
     failed = sum("error" in r for r in results)
     if args.json:

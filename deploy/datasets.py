@@ -10,13 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.errors import ConfigError, KitError, one_line
+from convert.errors import ConfigError, DatasetError, one_line
 
 DATASETS = ("shapes", "imagefolder", "cifar10", "cifar100")
-
-
-class DatasetError(KitError, ValueError):
-    """A dataset is absent, empty or unreadable."""
 
 
 @dataclass

@@ -189,7 +189,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convert.cli import make_console
+    from convert.entry import make_console
 
     console = make_console(stderr=args.json == "-")
     if args.n is not None and args.n < 1:

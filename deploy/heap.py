@@ -5,15 +5,12 @@ Why: loading reads every int8 weight into its own buffer, and the first call (x8
 call, ``convert/packing.py``; qnnpack packs lazily too) replaces each by its packed copy and frees it. Under
 glibc's default rule the mmap threshold rises to the size of the largest mapping freed so far (up to 32 MiB),
 so after the first few weights every buffer lands on the heap, and each freed one is a hole glibc never hands
-back: ViT-B-32's image tower then holds 1.78-1.82x its file in anonymous memory. With ``M_MMAP_THRESHOLD`` at
-128 KiB during :func:`load` and during each model's :func:`first_call`, every weight and every packed weight
-is a mapping of its own, and the unpacked ones go back to the system when packing frees them (1.22x: what is
-left is fbgemm's packed layout; text tower 1.26 -> 1.02x). Otherwise the threshold is 32 MiB and the trim
-threshold 64 MiB, where glibc's dynamic rule would have taken them, so steady calls keep their activations
-on the heap: the image tower ran 1.026x slower *without* the phase over 10 processes each, i.e. no cost.
-A process-wide ``MALLOC_MMAP_THRESHOLD_=65536`` gets the same peak at 1.5x the latency (every call maps and
-faults in its activations afresh), and ending the phase after the load rather than after the first call put
-the packed weights on the heap and measured 1.18x slower calls. Measurements:
+back. So ``M_MMAP_THRESHOLD`` is 128 KiB during :func:`load` and during each model's :func:`first_call`: every
+weight and every packed weight is a mapping of its own, and the unpacked ones go back to the system when
+packing frees them. Otherwise the threshold is 32 MiB and the trim threshold 64 MiB, where glibc's dynamic
+rule would have taken them, so steady calls keep their activations on the heap. The phase ends after the
+first call, not after the load, because the packed weights are made there. What it saves and costs, and the
+alternatives measured against it: docs/performance.md ("Heap phase") and
 ``benchmarks/results/profile/README.md`` sections 4 and 6.
 
 ``CLIPKIT_HEAP_PHASE=0`` turns it off (for comparisons). Standard library only: the bench worker uses it.

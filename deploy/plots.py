@@ -10,11 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from convert.errors import KitError
-
-
-class PlotError(KitError, RuntimeError):
-    """Plots were asked for but cannot be drawn (matplotlib missing)."""
+from convert.errors import PlotError
 
 
 def require_matplotlib():

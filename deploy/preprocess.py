@@ -35,17 +35,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convert.errors import KitError
+from convert.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # Longest side / shortest side. Resizing the short side of a 1 x 1,000,000 strip to 64 asks for a 64 x 64e6
 # image (MemoryError); at 1000:1 a 336-pixel input needs at most a 336 x 336,000 RGB image (340 MB).
 MAX_ASPECT = 1000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-class ImageError(KitError, ValueError):
-    """An image file is missing, empty, unreadable, not an image, or too large."""
 
 
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "random": Image.BICUBIC}

@@ -1,18 +1,15 @@
 """How many threads one call of a tower gets: all it is given only when the call is big enough to pay for them.
 
 Why: torch runs intra-op parallel regions on OpenMP threads, and under ``OMP_WAIT_POLICY=PASSIVE`` (the kit's
-default on small shared machines, where long spinning waits measured 2-12x slower) a sleeping worker is woken
-for each of the ~200 operators of a transformer call. For a short prompt that costs more than the second thread
-gives: ViT-B-32's int8 text ``.ptl``, one 8-token prompt, 8.8 ms on 1 thread against 17.4 ms on 2 (PASSIVE
-alone); the kit's short spin (``GOMP_SPINCOUNT=1000``, ``convert.cli.set_openmp_default``) narrows that to
-6.8 against 7.1 ms at 8 tokens and 11.3 against 14.7 ms at 16, and spinning helps least when the machine is
-busy. At the full 77 tokens, or for one image, 2 threads win (0.78x and 0.76-0.78x).
-ONNX Runtime makes the same choice per operator with a cost model; TorchScript gives no per-operator hook, so
-the kit decides per call: one more thread per ``WORK_PER_THREAD`` of rows x width^2 (every Linear of a
-transformer block costs rows x width x a multiple of width). The constant is the measured crossover on this
-2-core x86 machine (``benchmarks/results/threads-x86.md``: 12-14 M without spinning, ~8 M with it). The
-manifest's ``files[].work`` says the tower's width and rows (``convert.towers.work_shape``); phones run
-pthreadpool, not OpenMP, and the Android app does not apply this policy (not measured there).
+default on small shared machines) a sleeping worker is woken for each of the ~200 operators of a transformer
+call; for a short prompt that costs more than the second thread gives, while an image or a full-length prompt
+gains from every thread. ONNX Runtime makes the same choice per operator with a cost model; TorchScript gives
+no per-operator hook, so the kit decides per call: one more thread per ``WORK_PER_THREAD`` of rows x width^2
+(every Linear of a transformer block costs rows x width x a multiple of width). The constant is the measured
+crossover on a 2-core x86 machine (``benchmarks/threads_crossover.py``, ``benchmarks/results/threads-x86.md``;
+docs/performance.md, "Threads per call"). The manifest's ``files[].work`` says the tower's width and rows
+(``convert.towers.work_shape``); phones run pthreadpool, not OpenMP, and the Android app does not apply this
+policy (not measured there).
 
 ``CLIPKIT_THREAD_POLICY=off`` gives every call all threads (for comparisons). The thread count is torch's
 process-wide setting, so calls from several Python threads at once should turn the policy off (or share one

@@ -2,8 +2,7 @@
 
 The manifest's schema; every listed file a plain name inside ``DIR`` (no symbolic link leaving it) with
 the listed size and sha256; each model file's embedded ``clip_kit.json``, a ``.ptl``'s bytecode version and a
-``.pte``'s executorch version
-(:func:`convert.artifact.verify_artifacts`, the one reader). ``--target android`` also refuses x86
+``.pte``'s executorch version (:func:`convert.artifact.verify_all`, over the one reader). ``--target android`` also refuses x86
 (fbgemm) artifacts. The shell wrappers that push files to a device (``benchmarks/android/*.sh``) run it
 first, as ``python -m deploy.verify`` (which works whether or not ``deploy`` lists the command).
 
@@ -14,8 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -31,25 +28,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def verify(directory: str | Path, target: str | None = None) -> dict[str, Any]:
-    """Verify every file ``directory``'s manifest lists; returns the manifest. :class:`ArtifactError` otherwise."""
-    from convert.artifact import MODEL_ROLES, read_manifest, require_target, verify_artifacts, verify_file
-
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    if target is not None:
-        require_target(manifest, target, {"android": "a phone", "x86": "an x86 machine"}[target])
-    formats = tuple(sorted({e["format"] for e in manifest["files"] if e["role"] in MODEL_ROLES}))
-    verified = verify_artifacts(directory, None, formats, require_image=False)
-    checked = {path.name for path in verified.paths.values()}
-    for entry in manifest["files"]:  # the rest (ops.yaml, ...): size and sha256
-        if entry["file"] not in checked:
-            verify_file(verified.directory, entry)
-    return manifest
-
-
 def run(args: argparse.Namespace) -> int:
-    manifest = verify(args.directory, args.target)
+    from convert.artifact import verify_all
+
+    manifest = verify_all(args.directory, args.target)
     if not args.quiet:
         bytecode = manifest["versions"].get("bytecode")
         executorch = manifest["versions"].get("executorch")
@@ -61,18 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m deploy.verify DIR``: the same command, without going through ``python -m deploy``."""
-    from convert.cli import KitArgumentParser, set_openmp_default
-    from convert.errors import KitError
+    from convert.entry import KitArgumentParser, run_command, set_openmp_default
 
     set_openmp_default()
     parser = KitArgumentParser(prog="python -m deploy.verify", description=__doc__.splitlines()[0])
     _arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,50 @@
-"""Shared by tests/test_deploy_*.py: one tiny conversion per test session (random-init kit-tiny-clip)."""
+"""Helpers shared by the tests (fixtures live in conftest.py; test files import helpers from here, never from conftest)."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
-_CACHE: dict[str, Path] = {}
+TINY = "kit-tiny-clip"
 
 
-def converted(tmp_path_factory) -> Path:
-    """Artifacts of kit-tiny-clip (--pretrained none, shapes labels, --also-pt), converted once."""
-    if "art" not in _CACHE:
-        from assets import TINY_LABELS
-        from convert import build_config
-        from convert.config import read_labels
-        from convert.pipeline import convert
+def tiny_options(**overrides):
+    """Options for a fast conversion of the tiny architecture with seeded random weights."""
+    opts = dict(model=TINY, pretrained="none", labels=("red circle", "blue square", "green star"),
+                templates="plain", seed=0)
+    opts.update(overrides)
+    return opts
 
-        out = tmp_path_factory.mktemp("deploy") / "art"
-        config = build_config(model="kit-tiny-clip", pretrained="none", labels=read_labels(str(TINY_LABELS)),
-                              templates="simple", out=str(out), also_pt=True)
-        convert(config)
-        _CACHE["art"] = out
-    return _CACHE["art"]
+
+def run_entry(main, capsys, *argv):
+    """An entry point's ``main`` in-process: returns (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *needles, status=2):
+    """Exit ``status``, exactly one non-empty stderr line starting ``error:``, no traceback, the needles in
+    it; returns the line. The kit's promise for every bad input."""
+    assert code == status, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def lite_zip_storages(path: Path) -> list[tuple[str, bytes]]:
+    """The tensor storages inside a ``.ptl`` archive: (name, bytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return [(n, archive.read(n)) for n in archive.namelist()
+                if "/constants/" in n or "/data/" in n]
 
 
 def copy_artifacts(src: Path, dest: Path) -> Path:

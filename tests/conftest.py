@@ -1,29 +1,20 @@
-"""Shared fixtures: tiny open_clip conversions made once per session, and a CLI runner."""
+"""Shared fixtures: the tiny conversions (one session cache), the CLI runners, shape images."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 # Before torch starts (see convert/__main__.py): CI machines are small and shared.
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from _deploy_helpers import run_entry, tiny_options  # noqa: E402
+
 warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
 torch.set_num_threads(2)
-
-TINY = "kit-tiny-clip"
-
-
-def tiny_options(**overrides):
-    """Options for a fast conversion of the tiny architecture with seeded random weights."""
-    opts = dict(model=TINY, pretrained="none", labels=("red circle", "blue square", "green star"),
-                templates="plain", seed=0)
-    opts.update(overrides)
-    return opts
 
 
 @pytest.fixture(scope="session")
@@ -44,16 +35,6 @@ def convert_tiny(tmp_path_factory):
     return run
 
 
-def run_entry(main, capsys, *argv):
-    """An entry point's ``main`` in-process: returns (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture
 def run_cli(capsys):
     """Run ``python -m convert`` in-process: returns (exit code, stdout, stderr)."""
@@ -62,32 +43,21 @@ def run_cli(capsys):
     return lambda *argv: run_entry(main, capsys, *argv)
 
 
-def lite_zip_storages(path: Path) -> list[tuple[str, bytes]]:
-    import zipfile
+@pytest.fixture
+def deploy_cli(capsys):
+    """Run ``python -m deploy`` in-process: returns (exit code, stdout, stderr)."""
+    from deploy.__main__ import main
 
-    with zipfile.ZipFile(path) as archive:
-        return [(n, archive.read(n)) for n in archive.namelist()
-                if "/constants/" in n or "/data/" in n]
-
-
-def assert_one_line_error(code, err, *needles, status=2):
-    """Exit ``status``, exactly one non-empty stderr line starting ``error:``, no traceback, the needles in
-    it; returns the line. The kit's promise for every bad input."""
-    assert code == status, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    return lambda *argv: run_entry(main, capsys, *argv)
 
 
 @pytest.fixture(scope="session")
-def art(tmp_path_factory):
-    """kit-tiny-clip artifacts (48 labels, .ptl + .pt), converted once per session."""
-    from _deploy_helpers import converted
+def art(convert_tiny):
+    """kit-tiny-clip artifacts (random weights, the shapes' 48 labels, simple templates, .ptl + .pt)."""
+    from assets import TINY_LABELS
+    from convert.config import read_labels
 
-    return converted(tmp_path_factory)
+    return convert_tiny(labels=read_labels(str(TINY_LABELS)), templates="simple", also_pt=True).out_dir
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,7 @@ import pytest
 import torch
 import yaml
 
-from _deploy_helpers import copy_artifacts
-from conftest import assert_one_line_error
+from _deploy_helpers import assert_one_line_error, copy_artifacts
 from convert import build_config
 from convert.artifact import validate_manifest, verify_all, verify_artifacts
 from convert.config import ConvertConfig, QuantConfig, read_labels
@@ -65,22 +64,6 @@ def existing_output(parent: Path, name: str = "out") -> tuple[Path, dict[str, by
     (out / "manifest.json").write_text('{"mine": true}\n')
     (out / "keep.bin").write_bytes(os.urandom(64))
     return out, snapshot(out)
-
-
-@pytest.fixture
-def deploy_cli(capsys):
-    """``python -m deploy ...`` in-process: (exit code, stdout, stderr)."""
-    from deploy.__main__ import main
-
-    def run(*argv):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 @pytest.fixture(autouse=True)
@@ -871,3 +854,145 @@ def test_disk_full_inside_torchs_writer_is_one_line(small_fs, tmp_path):
         assert list(small_fs.iterdir()) == []
     finally:
         _clean(small_fs)
+
+
+# ===================================== convert's flags, labels, checkpoints, floor, torch (was test_convert_errors.py)
+from convert.errors import CheckpointError, FidelityError, ModelError, TorchVersionError  # noqa: E402
+
+TINY_NO_LABELS = ["--model", "kit-tiny-clip", "--pretrained", "none", "--templates", "plain"]
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["--model", "ViT-B-33"], ["unknown model 'ViT-B-33'", "ViT-B-32"]),
+    (["--model", "ViT-B-32", "--pretrained", "opneai"], ["unknown pretrained tag 'opneai'", "openai"]),
+    (["--quantize", "everything"], ["invalid choice", "everything"]),
+    (["--target", "ios"], ["invalid choice", "ios"]),
+    (["--weights", "per-row"], ["invalid choice", "per-row"]),
+    (["--bytecode-version", "x"], ["invalid int value"]),
+    (["--templates", "fancy"], ["templates='fancy'", "openai, simple, plain"]),
+    (["--min-cosine", "2"], ["min_cosine=2.0"]),
+])
+def test_bad_options(run_cli, tmp_path, argv, needles):
+    code, _, err = run_cli(*argv, "--out", tmp_path / "o", "--labels", "cat,dog")
+    one_line(code, err, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content,needles", [("quantise: combined\n", ["unknown key 'quantise'", "quantize"]),
+                                             ("quantize: [combined\nweights: per-tensor\n", ["malformed YAML", "line"])],
+                         ids=["unknown-key-with-hint", "malformed-yaml-with-line"])
+def test_recipe_unknown_key_or_malformed(run_cli, tmp_path, content, needles):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(content)
+    one_line(*run_cli("--recipe", recipe, "--out", tmp_path / "o")[::2], *needles)
+
+
+def test_recipe_bad_enum_value_and_unknown_recipe_name(run_cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("attention: int4\n")
+    one_line(*run_cli("--recipe", recipe)[::2], "attention='int4'", "int8, fp32")
+    one_line(*run_cli("--recipe", "andriod")[::2], "recipe 'andriod'", "android")
+
+
+def test_recipe_is_overridden_by_cli():
+    config = build_config("paper", weights="per-channel")
+    assert config.weights == "per-channel" and config.attention == "fp32" and config.target == "x86"
+
+
+@pytest.mark.parametrize("content,needle", [("", "empty"), ("cat\ndog\nCat\n", "duplicate label 'Cat'"),
+                                           ("# only a comment\n\n", "empty")])
+def test_labels_file_empty_or_duplicated(run_cli, tmp_path, content, needle):
+    labels = tmp_path / "labels.txt"
+    labels.write_text(content)
+    code, _, err = run_cli(*TINY_NO_LABELS, "--labels", labels, "--out", tmp_path / "o")
+    one_line(code, err, needle)
+    with pytest.raises(LabelsError):
+        build_config(labels=labels.read_text().splitlines() or [])
+
+
+def test_labels_file_missing(run_cli, tmp_path):
+    one_line(*run_cli(*TINY_NO_LABELS, "--labels", tmp_path / "nope.txt")[::2], "does not exist")
+
+
+def test_checkpoint_missing_truncated_and_wrong_architecture(run_cli, tmp_path):
+    import open_clip
+
+    missing = tmp_path / "missing.pt"
+    one_line(*run_cli("--model", "kit-tiny-clip", "--checkpoint", missing)[::2], "does not exist")
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    one_line(*run_cli("--model", "kit-tiny-clip", "--checkpoint", empty)[::2], "empty")
+
+    from assets import register_tiny_model
+
+    register_tiny_model()
+    good = tmp_path / "good.pt"
+    torch.save(open_clip.create_model("kit-tiny-clip").state_dict(), good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    one_line(*run_cli("--model", "kit-tiny-clip", "--checkpoint", truncated, "--out", tmp_path / "o")[::2],
+                    "truncated.pt")
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    one_line(*run_cli("--model", "kit-tiny-clip", "--checkpoint", garbage, "--out", tmp_path / "o")[::2],
+                    "garbage.pt")
+
+    code, _, err = run_cli("--model", "RN50", "--checkpoint", good, "--out", tmp_path / "o")
+    one_line(code, err, "does not fit RN50")
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_empty_output_directory_refused_unless_force(run_cli, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, _, err = run_cli(*TINY_NO_LABELS, "--out", out)
+    one_line(code, err, "is not empty", "--force")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_fidelity_below_floor_fails_and_writes_nothing(run_cli, tmp_path):
+    out = tmp_path / "o"
+    code, _, err = run_cli(*TINY_NO_LABELS, "--min-cosine", "1.0", "--out", out)
+    line = one_line(code, err, "below the recipe's floor", "image_encoder cosine", status=1)
+    assert "short by" in line
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(FidelityError):
+        from convert.pipeline import convert
+
+        convert(build_config(model="kit-tiny-clip", pretrained="none", min_cosine=1.0, out=str(out)))
+
+
+def test_torch_without_xnnpack_is_refused_for_android(monkeypatch):
+    from convert import torchcheck
+
+    monkeypatch.setattr(torchcheck, "xnnpack_available", lambda: False)
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    with pytest.raises(TorchVersionError, match=r"torch 2\.13\.0\+cpu is built without XNNPACK.*torch==2\.12\.1"):
+        torchcheck.check_torch("qnnpack", needs_xnnpack=True)
+    with pytest.warns(UserWarning, match="not the pinned 2.12.1"):
+        torchcheck.check_torch("fbgemm", needs_xnnpack=False)
+
+
+def test_torch_without_the_engine_is_refused(monkeypatch, run_cli, tmp_path):
+    from convert import torchcheck
+
+    monkeypatch.setattr(torchcheck, "supported_engines", lambda: ["fbgemm"])
+    with pytest.raises(TorchVersionError, match="no 'qnnpack' quantized engine"):
+        torchcheck.check_torch("qnnpack")
+    one_line(*run_cli(*TINY_NO_LABELS, "--out", tmp_path / "o")[::2], "no 'qnnpack' quantized engine")
+
+
+def test_api_raises_typed_errors():
+    with pytest.raises(ConfigError, match="did you mean"):
+        build_config(**{"quantise": "combined"})
+    with pytest.raises(ModelError):
+        from convert.load import load_model
+
+        load_model(build_config(model="ViT-B-33"))
+    with pytest.raises(CheckpointError):
+        from convert.load import load_model
+
+        load_model(build_config(checkpoint="/nonexistent.pt"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import lite_zip_storages
+from _deploy_helpers import lite_zip_storages
 from convert.artifact import bytecode_version, read_metadata
 from convert.export import load_lite
 

@@ -7,15 +7,9 @@ import json
 import pytest
 import torch
 
-from _deploy_helpers import converted, copy_artifacts, edit_manifest
-from convert.artifact import verify_all
+from _deploy_helpers import copy_artifacts, edit_manifest
 from convert.errors import ArtifactError
 from deploy.artifacts import load_artifacts
-
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory):
-    return converted(tmp_path_factory)
 
 
 def test_loads_lite_and_jit(art):
@@ -119,10 +113,6 @@ def test_not_a_manifest(tmp_path):
         load_artifacts(tmp_path)
 
 
-def test_verify_all(art):
-    assert verify_all(art)["model"]["name"] == "kit-tiny-clip"
-
-
 def test_export_vocab_matches_manifest(art, tmp_path):
     from deploy.tokenizer import export_vocab
 
@@ -137,17 +127,13 @@ def test_export_vocab_matches_manifest(art, tmp_path):
         export_vocab(tmp_path / "vocab2", bad)
 
 
-def test_tokenizer_matches_open_clip_and_truncates(art):
-    import open_clip
-
+def test_tokenizer_from_the_artifacts_truncates_and_says_so(art):
     from deploy.tokenizer import KitTokenizer
 
     a = load_artifacts(art, roles=("image_encoder",))
     tok = KitTokenizer.from_artifacts(a)
-    ref = open_clip.get_tokenizer("kit-tiny-clip")
     texts = ["a photo of a red circle.", "¿Dónde está? 東京タワー 🚀", "", "word " * 50]
     tokens, truncated = tok.encode(texts)
-    assert torch.equal(tokens, ref(texts))
     assert tokens.shape == (4, 32)
     assert truncated == [False, False, False, True]
     assert int(tokens[3, -1]) == a.tokenizer["eot_token_id"]

@@ -5,14 +5,9 @@ import json
 
 import pytest
 
-from _deploy_helpers import converted, shape_images
+from _deploy_helpers import shape_images
 from convert.config import build_config, load_recipe
 from deploy.__main__ import main
-
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory):
-    return converted(tmp_path_factory)
 
 
 def test_evaluate_shapes_json(art, tmp_path, capsys):

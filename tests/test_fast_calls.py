@@ -49,27 +49,15 @@ def test_tokenizer_matches_the_open_clip_goldens():
                 assert cut == (len(case["ids77"]) > 32), case["text"][:60]
 
 
-TEXTS = [
-    "", "a photo of a cat.", "A PHOTO OF A DOG!!!", "don't stop we're here", "naïve café résumé", "straße İstanbul",
-    "東京タワー", "日本語のテキスト", "한국어", "Москва", "العربية", "हिन्दी", "chat noir 🐈‍⬛ 👍🏽", "&amp;lt;b&amp;gt; &quot;x&quot;",
-    "Ã©tÃ© mojibake", "tab\tand\nnewline", "\u3000wide\u00a0spaces ", "ｆｕｌｌｗｉｄｔｈ", "snake_case, C++ & C#: 3.14%",
-    "a " + "very " * 60 + "long label", "x" * 500, " ".join(["supercalifragilisticexpialidocious"] * 10),
-]
-
-
-@pytest.mark.parametrize("clean", ["lower", "whitespace", "canonicalize"])
-def test_tokenizer_equals_open_clip_live(clean):
-    """Against the installed open_clip, every clean mode, and get_tokenizer('ViT-B-32') itself."""
-    import open_clip
-    from open_clip.tokenizer import SimpleTokenizer
-
+def test_tokenizer_follows_the_manifests_clean_mode_and_context():
+    """The manifest's ``clean`` and ``context_length`` reach the tokenizer (the tokens themselves are open_clip's
+    own code, checked against the goldens above)."""
     from deploy.tokenizer import KitTokenizer
 
-    for context in (77, 32):
-        ours = KitTokenizer(_block(context, clean))(TEXTS)
-        assert torch.equal(ours, SimpleTokenizer(context_length=context, clean=clean)(TEXTS))
-        if clean == "lower" and context == 77:
-            assert torch.equal(ours, open_clip.get_tokenizer("ViT-B-32")(TEXTS))
+    text = ["A PHOTO  OF A Dog"]
+    lower, whitespace = (KitTokenizer(_block(77, clean))(text) for clean in ("lower", "whitespace"))
+    assert not torch.equal(lower, whitespace)  # whitespace cleaning keeps the capitals
+    assert KitTokenizer(_block(16))(text).shape == (1, 16)
 
 
 def test_search_and_cached_classify_never_import_open_clip(art, imgs, tmp_path, cache, capsys):

@@ -16,23 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    import convert
-    from assets import TINY_LABELS
-
-    out = tmp_path_factory.mktemp("bench") / "tiny"
-    config = convert.build_config(model="kit-tiny-clip", pretrained="none", labels=tuple(
-        ln.strip() for ln in TINY_LABELS.read_text().splitlines() if ln.strip())[:6],
-        templates="plain", out=str(out), also_pt=True, force=True)
-    convert.convert(config)
-    return out
-
-
-@pytest.fixture(scope="module")
-def report(artifacts, tmp_path_factory) -> tuple[dict, Path]:
+def report(art, tmp_path_factory) -> tuple[dict, Path]:
     work = tmp_path_factory.mktemp("report")
     # 8 fresh processes (2 thread counts x 4 variants, one tower): the matrix, not the statistics, is tested.
-    args = ["bench", str(artifacts), "--threads", "1", "2", "--engines", "qnnpack", "--load-repeats", "1",
+    args = ["bench", str(art), "--threads", "1", "2", "--engines", "qnnpack", "--load-repeats", "1",
             "--iters", "3", "--warmup", "1", "--omp-wait-policy", "PASSIVE", "--quiet",
             "--roles", "image_encoder",
             "--json", str(work / "r.json"), "--markdown", str(work / "r.md")]
@@ -61,9 +48,9 @@ def test_every_variant_role_thread_and_policy_measured(report):
     assert len(data["results"]) == 4 * 2
 
 
-def test_samples_ratios_and_memory_are_consistent(report, artifacts):
+def test_samples_ratios_and_memory_are_consistent(report, art):
     data, _ = report
-    manifest = json.loads((artifacts / "manifest.json").read_text())
+    manifest = json.loads((art / "manifest.json").read_text())
     sizes = {f["file"]: f["bytes"] for f in manifest["files"]}
     for r in data["results"]:
         assert len(r["load_ms"]["samples"]) == 1            # one fresh process per repetition
@@ -116,11 +103,11 @@ def test_missing_directory_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_tampered_same_size_ptl_is_refused_not_measured(artifacts, tmp_path, capsys):
+def test_tampered_same_size_ptl_is_refused_not_measured(art, tmp_path, capsys):
     import shutil
 
     d = tmp_path / "tampered"
-    shutil.copytree(artifacts, d)
+    shutil.copytree(art, d)
     p = d / "text_encoder.ptl"
     data = bytearray(p.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -131,20 +118,17 @@ def test_tampered_same_size_ptl_is_refused_not_measured(artifacts, tmp_path, cap
     assert "text_encoder.ptl: sha256" in err and err.strip().count("\n") == 0
 
 
-def test_relative_directory_from_another_working_directory(artifacts, tmp_path, monkeypatch):
-    monkeypatch.chdir(artifacts.parent)
+def test_relative_directory_from_another_working_directory(art, tmp_path, monkeypatch):
+    monkeypatch.chdir(art.parent)
     out = tmp_path / "r.json"
-    assert deploy_main(["bench", artifacts.name, "--quiet", "--variants", "lite", "--roles", "zero_shot_head",
+    assert deploy_main(["bench", art.name, "--quiet", "--variants", "lite", "--roles", "zero_shot_head",
                         "--threads", "1", "--load-repeats", "1", "--iters", "1", "--warmup", "0",
                         "--json", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["variant"] == "lite"
 
 
-def test_jit_variant_without_pt_twins_is_an_error(tmp_path, capsys):
-    import convert
-
-    out = tmp_path / "nopt"
-    convert.convert(convert.build_config(model="kit-tiny-clip", pretrained="none", out=str(out)))
+def test_jit_variant_without_pt_twins_is_an_error(convert_tiny, capsys):
+    out = convert_tiny().out_dir  # the session's conversion without --also-pt
     assert deploy_main(["bench", str(out), "--quiet", "--variants", "jit"]) == 2
     assert "--variants jit cannot run" in capsys.readouterr().err
 
@@ -157,22 +141,22 @@ def test_plot_writes_png(report, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_onnx_without_onnxruntime_is_a_clear_error(artifacts, monkeypatch, capsys):
+def test_onnx_without_onnxruntime_is_a_clear_error(art, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    assert deploy_main(["bench", str(artifacts), "--onnx", "--quiet"]) != 0
+    assert deploy_main(["bench", str(art), "--onnx", "--quiet"]) != 0
     assert "pip install" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("omp", ["PASSIVE", "ACTIVE"])
-def test_worker_sets_omp_policy_before_torch_starts(artifacts, omp):
+def test_worker_sets_omp_policy_before_torch_starts(art, omp):
     from convert.artifact import verify_artifacts
 
-    settings = bench_plan.Settings(directory=artifacts, roles=("zero_shot_head",), variants=("lite", "eager-fp32"),
+    settings = bench_plan.Settings(directory=art, roles=("zero_shot_head",), variants=("lite", "eager-fp32"),
                                    threads=(1,), engines=("qnnpack",), omp=(omp,), repeats=1, iters=1, warmup=0)
-    verified = verify_artifacts(artifacts, settings.roles, require_image=False)
+    verified = verify_artifacts(art, settings.roles, require_image=False)
     cases = bench_plan.plan(settings, verified, {}, {})
     assert [c.variant for c in cases] == ["lite", "eager-fp32"]  # the head has no int8 eager variant
-    sample = bench_plan.run_case(cases[0], settings, bench_plan._spec(cases[0], settings, verified, None))
+    sample = bench_plan.run_case(cases[0], settings, bench_plan.worker_spec(cases[0], settings, verified, None))
     assert sample["omp_wait_policy"] == omp and sample["num_threads"] == 1 and sample["engine"] == "qnnpack"
 
 
@@ -189,7 +173,7 @@ def test_cli_help_lists_bench():
 
 
 @pytest.mark.slow  # an ONNX export, quantization and two fresh processes: ~15 s
-def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
+def test_onnx_peer_runs_the_text_tower_at_its_own_length(art, tmp_path):
     """The ONNX text tower is exported with a dynamic length and fed the positions the kit's truncating
     tower computes, so the peer's text column is not a full-length tower against a truncated one."""
     pytest.importorskip("onnxruntime")
@@ -199,30 +183,28 @@ def test_onnx_peer_runs_the_text_tower_at_its_own_length(artifacts, tmp_path):
 
     from convert.load import load_model, reference_config
     from deploy.bench.peers import export_onnx
+    from deploy.bench.worker import SAMPLE_TOKENS, manifest_inputs
     from deploy.threads import text_length
 
-    manifest = json.loads((artifacts / "manifest.json").read_text())
+    manifest = json.loads((art / "manifest.json").read_text())
     assert manifest["config"]["truncate_text"] is True
     config = reference_config(manifest)
     loaded = load_model(config)
     export_onnx(manifest, loaded, config.quant, ("text_encoder",), tmp_path)
-    tokens = torch.zeros(1, manifest["tokenizer"]["context_length"], dtype=torch.int64)  # the bench's batch
-    tokens[0, :6] = torch.tensor([49406, 320, 1125, 539, 320, 49407])
+    (tokens,) = manifest_inputs(manifest, "text_encoder", torch)  # the bench's batch
     session = ort.InferenceSession(str(tmp_path / "text_encoder.fp32.onnx"), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     short = tokens.numpy()[:, :text_length(tokens)]
-    assert short.shape[1] == 6
+    assert short.shape[1] == len(SAMPLE_TOKENS) + 2  # sot, the prompt, eot
     with torch.no_grad():
         expected = loaded.model.encode_text(tokens).numpy()
     np.testing.assert_allclose(session.run(None, {name: short})[0], expected, atol=1e-4, rtol=0)
 
     out = tmp_path / "r.json"
-    args = ["bench", str(artifacts), "--onnx", "--variants", "lite", "onnx-int8", "--roles", "text_encoder",
+    args = ["bench", str(art), "--onnx", "--variants", "lite", "onnx-int8", "--roles", "text_encoder",
             "--threads", "1", "--load-repeats", "1", "--iters", "2", "--warmup", "1", "--omp-wait-policy",
             "PASSIVE", "--quiet", "--skip-reference-check", "--json", str(out)]
     assert deploy_main(args) == 0
     peer = next(r for r in json.loads(out.read_text())["results"] if r["variant"] == "onnx-int8")
-    from deploy.bench.worker import SAMPLE_TOKENS
-
     assert peer["session_options"]["text_positions"] == len(SAMPLE_TOKENS) + 2   # sot, the prompt, eot
     assert peer["session_options"]["allow_spinning"] is False

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _deploy_helpers import shape_images
-from conftest import tiny_options
+from _deploy_helpers import shape_images, tiny_options
 from deploy.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent

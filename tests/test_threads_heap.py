@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _deploy_helpers import copy_artifacts, edit_manifest
-from conftest import assert_one_line_error, run_entry
+from _deploy_helpers import assert_one_line_error, copy_artifacts, edit_manifest, run_entry
 from convert.errors import ArtifactError
 from deploy import threads
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _deploy_helpers import shape_images
-from conftest import run_entry
+from _deploy_helpers import run_entry, shape_images
 from deploy.__main__ import main as deploy_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,7 +218,7 @@ def test_third_party_log_lines_only_with_verbose():
     """open_clip's root-logger warnings and huggingface_hub's retries stay out unless --verbose (a fresh
     interpreter: pytest's own log capture would hide the difference)."""
     script = ("import logging, sys\n"
-              "from convert.cli import third_party_logging\n"
+              "from convert.entry import third_party_logging\n"
               "import huggingface_hub.utils.logging as hl\n"
               "with third_party_logging(verbose=sys.argv[1] == 'v'):\n"
               "    logging.warning('root says QuickGELU mismatch')\n"
@@ -332,7 +331,8 @@ def test_convert_usage_error_points_to_its_help(run_cli):
 
 def test_sensitivity_table_fits_100_columns_wide_adds_columns_quiet_silences(run_cli, tmp_path, capsys, monkeypatch):
     import convert.cli
-    from convert.cli import make_console, print_sensitivity
+    from convert.cli import print_sensitivity
+    from convert.entry import make_console
 
     shown = []
     monkeypatch.setattr(convert.cli, "print_sensitivity", lambda *a, **k: (shown.append(a), print_sensitivity(*a, **k)))
@@ -374,7 +374,7 @@ def _report(names=("simple-7", "openai-80", "my-long-templates-file-12")):
     (60, ("simple-7", "openai-80")),
 ])
 def test_evaluate_report_is_readable_piped_and_narrow(width, names):
-    """Piped, the console is 100 columns (convert.cli.make_console); a narrow terminal must not cut cells either."""
+    """Piped, the console is 100 columns (convert.entry.make_console); a narrow terminal must not cut cells either."""
     from rich.console import Console
 
     from deploy.evaluate import print_report

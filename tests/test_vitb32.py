@@ -5,7 +5,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from conftest import lite_zip_storages
+from _deploy_helpers import lite_zip_storages
 from convert import build_config
 from convert.pipeline import convert
 

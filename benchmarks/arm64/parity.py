@@ -48,6 +48,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO))
+
+from convert.entry import run_command, set_openmp_default  # noqa: E402 - no torch in convert.entry
+from convert.errors import KitError  # noqa: E402
+
 WORKER = HERE / "run_lite_arm64.py"
 SETUP = HERE / "setup_sysroot.sh"
 CPU_MODELS = ("cortex-a53", "cortex-a76", "max")
@@ -62,8 +67,8 @@ DIRECT_MIN_COSINE = 0.9999   # --direct (tiny): arm64 vs x86 torch 2.1.0, int8 f
 DIRECT_MAX_REL = 2e-2
 
 
-class ParityError(Exception):
-    """A refusal or a failed set-up/run: one clear line."""
+class ParityError(KitError):
+    """A refusal or a failed set-up/run (exit 2); a worker's failure quotes the end of its stderr."""
 
 
 # ------------------------------------------------------------------------------------ wrong-target check
@@ -429,7 +434,7 @@ VITB32_KEEP_FP32_RECIPE = REPO / "benchmarks" / "results" / "sensitivity" / "ViT
 
 def vitb32_sets(out_root: Path) -> dict[str, Path]:
     """ViT-B-32 with seeded random weights (no network): the default android recipe, the sensitivity recipe
-    that keeps 22 module groups fp32 (README, "Per-tower fidelity"), and the fp32 export (~1 min each)."""
+    that keeps 22 module groups fp32 (docs/performance.md, "Per-tower fidelity"), and the fp32 export (~1 min each)."""
     variants = {"int8": {}, "keep-fp32": {"recipe": str(VITB32_KEEP_FP32_RECIPE)}, "fp32": {"quantize": "none"}}
     return convert_sets(out_root, variants, model="ViT-B-32", pretrained="none", labels=("cat", "dog", "car"),
                         templates="plain", seed=0)
@@ -452,28 +457,28 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--workdir", help="keep the inputs and every run's outputs (.npz) here")
     args = parser.parse_args(argv)
-    try:
-        sets: dict[str, Path] = {}
-        if args.tiny:
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            sets = tiny_sets(Path(args.tiny))
-            args.direct = True
-        if args.vitb32:
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            sets.update({f"vitb32-{k}": v for k, v in vitb32_sets(Path(args.vitb32)).items()})
-        for item in args.dirs:
-            name, _, path = item.rpartition("=")
-            name = name or Path(path).name
-            sets[name if name not in sets else path] = Path(path)   # two ".../out": the second by its path
-        if not sets:
-            parser.error("give --tiny OUT_ROOT or artifact directories")
-        report = run_parity(sets, cpus=tuple(args.cpus.split(",")), rows=args.rows, direct=args.direct,
-                            python21=args.python21, jobs=args.jobs, factor=args.factor,
-                            workdir=Path(args.workdir) if args.workdir else None,
-                            log=lambda m: print(m, file=sys.stderr, flush=True))
-    except ParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _run(parser, args))
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    sets: dict[str, Path] = {}
+    if args.tiny:
+        set_openmp_default()
+        sets = tiny_sets(Path(args.tiny))
+        args.direct = True
+    if args.vitb32:
+        set_openmp_default()
+        sets.update({f"vitb32-{k}": v for k, v in vitb32_sets(Path(args.vitb32)).items()})
+    for item in args.dirs:
+        name, _, path = item.rpartition("=")
+        name = name or Path(path).name
+        sets[name if name not in sets else path] = Path(path)   # two ".../out": the second by its path
+    if not sets:
+        parser.error("give --tiny OUT_ROOT or artifact directories")
+    report = run_parity(sets, cpus=tuple(args.cpus.split(",")), rows=args.rows, direct=args.direct,
+                        python21=args.python21, jobs=args.jobs, factor=args.factor,
+                        workdir=Path(args.workdir) if args.workdir else None,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
     print(report.table)
     print(f"\n{'PASS' if report.ok else 'FAIL'}; seconds: {report.seconds}")
     if args.json:

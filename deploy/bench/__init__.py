@@ -14,8 +14,8 @@ What is measured, per tower (``role``), variant, quantized engine, thread count 
   onnxruntime for ONNX), i.e. what loading and running the model costs. ``anon_after_first_call_bytes``
   and ``file_after_first_call_bytes`` split the resident memory above that baseline after the first call
   into anonymous memory (weights, packed weights, activations) and file-backed pages (the runtime's own
-  code the first call touches: shared, not the artifact). ``.pt``/``.ptl`` load inside
-  ``deploy.heap.loading()``, as the kit's runtime loads them (``heap_phase``).
+  code the first call touches: shared, not the artifact). ``.pt``/``.ptl`` load through ``deploy.heap.load``
+  and run their first call inside ``deploy.heap.first_call``, as the kit's runtime does (``heap_phase``).
 
 Every measurement runs in its own subprocess (so the load is cold, the OpenMP environment is set before
 torch starts, and memory is not shared between variants), and the repetitions are interleaved: repetition
@@ -23,6 +23,8 @@ torch starts, and memory is not shared between variants), and the repetitions ar
 drifts hit all variants alike. Ratios are to the fp32 eager model at the same thread count and OpenMP
 policy, from the same run.
 
-This module imports only the standard library at the top: the worker (``worker_main``) runs in the
-fresh process and must not pay for rich/numpy/open_clip before its baseline.
+The modules: ``worker.py`` (the fresh-process measurement, standard library only at import, and the one
+sample-input builder), ``plan.py`` (what to measure, interleaving, aggregation), ``peers.py`` (the ONNX
+Runtime peer), ``report.py`` (the v1 report), ``cli.py`` (the command). ``benchmarks/`` builds its tools
+on these.
 """

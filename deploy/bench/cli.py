@@ -123,7 +123,7 @@ def write_outputs(reports: list[dict[str, Any]], args) -> None:
 
 def main(args) -> int:
     from convert.artifact import verify_artifacts
-    from convert.cli import make_console
+    from convert.entry import make_console
 
     from .plan import run
 

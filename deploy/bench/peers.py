@@ -18,12 +18,16 @@ ONNX_EXPORT = ("torch.onnx.export(dynamo=False, opset 17) of the fp32 towers (te
                "the kit's tower computes) + onnxruntime.quantization.quantize_dynamic(QInt8, reduce_range on CPUs without VNNI)")
 
 
-def ort_session(path: str, threads: int):
+def ort_session(path: str, threads: int, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session with the torch variants' threads and waiting policy; returns
-    ``(session, options as a dict)``."""
+    ``(session, options as a dict)``. ``profile_prefix``: ORT's own per-operator profiling on, into files
+    with that prefix (``benchmarks/profile_ops.py``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
@@ -37,9 +41,8 @@ def ort_session(path: str, threads: int):
 
 def ort_reduce_range() -> bool:
     """7-bit activations for the ORT peer on CPUs without VNNI, as fbgemm does for the kit: its u8 x s8 pair
-    sums saturate in int16 there too (measured on this AVX2 CPU, ViT-B-32 image tower: ORT QInt8 cosine
-    0.9618 against fp32, 0.9996 with reduce_range, at the same speed). A peer that answers wrongly is not
-    a fair peer."""
+    sums saturate in int16 there too (docs/performance.md, "Speed and memory"). A peer that answers wrongly
+    is not a fair peer."""
     from convert.quantize import cpu_flags
 
     return not ({"avx512_vnni", "avx_vnni"} & cpu_flags())
@@ -65,25 +68,24 @@ def export_onnx(manifest: dict[str, Any], loaded, quant, roles: Iterable[str], o
     from convert.head import ZeroShotHead
     from convert.towers import build_towers
 
+    from .worker import manifest_inputs
+
     shapes = {e["role"]: e["inputs"] for e in manifest["files"] if e.get("format") == "lite"}
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     for role in roles:
+        x = manifest_inputs(manifest, role, torch)[0]
         if role == "image_encoder":
             module = build_towers(loaded.model, quant, (role,), quantize=False).modules[role]
-            x = torch.randn(shapes[role][0]["shape"])
         elif role == "text_encoder":
             # The export is traced, so a truncating tower would bake one length in: export the full tower
             # with a dynamic length instead, and the worker feeds it the tokens up to the last end-of-text
             # token, the rows the kit's truncating tower computes (``deploy.threads.text_length``).
             module = build_towers(loaded.model, quant, (role,), truncate_text=False, quantize=False).modules[role]
-            x = torch.zeros(shapes[role][0]["shape"], dtype=torch.int64)
-            x[0, :3] = torch.tensor([49406, 320, 49407])
         else:
             d = shapes[role][0]["shape"][-1]
             classes = len((manifest.get("zero_shot") or {}).get("labels") or [1])
             module = ZeroShotHead(torch.nn.functional.normalize(torch.randn(classes, d), dim=-1), 100.0)
-            x = torch.randn(shapes[role][0]["shape"])
         fp32 = out_dir / f"{role}.fp32.onnx"
         int8 = out_dir / f"{role}.int8.onnx"
         with torch.no_grad():

@@ -54,7 +54,6 @@ class Settings:
     iters: int
     warmup: int
     timeout: float = 900.0
-    onnx_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -238,7 +237,7 @@ def _worker_env(omp: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if omp != "default":
         env["OMP_WAIT_POLICY"] = omp
-    from convert.cli import openmp_set_by_kit
+    from convert.entry import openmp_set_by_kit
 
     if env.get("OMP_WAIT_POLICY") != "PASSIVE" and "GOMP_SPINCOUNT" in openmp_set_by_kit():
         env.pop("GOMP_SPINCOUNT")  # the kit's short spin goes with its PASSIVE, not with a policy measured against it
@@ -246,7 +245,8 @@ def _worker_env(omp: str) -> dict[str, str]:
     return env
 
 
-def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> dict[str, Any]:
+def worker_spec(case: Case, settings: Settings, verified, config: dict[str, Any] | None) -> dict[str, Any]:
+    """What the worker measures for ``case`` (JSON); ``config``: the reference config, for eager variants."""
     manifest = verified.manifest
     lite = model_entry(verified, case.role)
     inputs, outputs = lite.get("inputs") or [], lite.get("outputs") or []
@@ -265,13 +265,22 @@ def _spec(case: Case, settings: Settings, verified, config: dict[str, Any]) -> d
             "truncate_text": bool((manifest.get("config") or {}).get("truncate_text"))}
 
 
-def run_case(case: Case, settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
+def run_case(case: Case, settings: Settings, spec: dict[str, Any],
+             extra_env: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """One sample of ``case`` in a fresh worker process; ``extra_env`` sets (or, with None, removes)
+    environment variables for it (``benchmarks/profile_ops.py --compare --env``)."""
     from convert.errors import KitError
 
     code = "import sys; from deploy.bench.worker import worker_main; worker_main(sys.argv[1:])"
     cmd = [sys.executable, "-c", code, json.dumps(spec)]
+    env = _worker_env(case.omp)
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     try:
-        proc = subprocess.run(cmd, env=_worker_env(case.omp), capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=settings.timeout, cwd=str(REPO_ROOT))
     except subprocess.TimeoutExpired:
         raise KitError(f"{case.role} {case.variant}: measurement timed out after {settings.timeout:.0f} s") from None
@@ -304,6 +313,7 @@ def aggregate(case: Case, samples: list[dict[str, Any]], manifest: dict[str, Any
         "first_ms_samples": [round(v, 4) for v in firsts],
         "warmup_ms": [[round(v, 4) for v in s["warmup_ms"]] for s in samples],
         "import_ms": round(statistics.median(s["import_ms"] for s in samples), 2),
+        "cpu_ms": round(statistics.median(s["cpu_ms"] for s in samples), 4) if "cpu_ms" in samples[0] else None,
         "rss_baseline_bytes": int(statistics.median(s["rss_baseline_bytes"] for s in samples)),
         "peak_rss_above_baseline_bytes": int(statistics.median(above)),
         "target": manifest.get("target"),
@@ -355,7 +365,7 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
     tmp = None
     try:
         if "onnx-int8" in settings.variants:
-            tmp = Path(tempfile.mkdtemp(prefix="clipkit-onnx-")) if settings.onnx_dir is None else settings.onnx_dir
+            tmp = Path(tempfile.mkdtemp(prefix="clipkit-onnx-"))
             log(f"exporting ONNX towers to {tmp}")
             onnx = export_onnx(manifest, loaded, config.quant, settings.roles, tmp)
         del loaded  # the workers rebuild their own; the parent should not hold ~600 MB while they run
@@ -368,12 +378,12 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
                 if progress:
                     progress.update(task, description=f"rep {rep + 1}/{settings.repeats} {case.role} {case.variant} "
                                                       f"{case.engine or ''} {case.threads}t {case.omp}")
-                samples[case.key].append(run_case(case, settings, _spec(case, settings, verified, worker_config)))
+                samples[case.key].append(run_case(case, settings, worker_spec(case, settings, verified, worker_config)))
                 if progress:
                     progress.advance(task)
         results = [aggregate(c, samples[c.key], manifest) for c in cases]
     finally:
-        if tmp is not None and settings.onnx_dir is None:
+        if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     add_ratios(results)
     env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

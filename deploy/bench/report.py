@@ -183,6 +183,7 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
 
 
 def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Read v1 reports (``bench --from-json``), each checked by :func:`validate_report`, with ratios added."""
     from convert.errors import ArtifactError
 
     reports = []
@@ -191,36 +192,39 @@ def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
             data = json.loads(Path(p).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{p}: cannot be read as JSON ({exc})") from None
-        if data.get("schema") != SCHEMA:
-            raise ArtifactError(f"{p}: not a {SCHEMA} report (schema={data.get('schema')!r})")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ArtifactError(f"{p}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}")
-        for r in data.get("results", []):
-            for key in ("role", "variant", "size_bytes", "load_ms", "first_ms", "steady_ms"):
-                if key not in r:
-                    raise ArtifactError(f"{p}: a result lacks {key!r}")
+        try:
+            validate_report(data)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{p}: {exc}") from None
         add_ratios(data["results"])
         reports.append(data)
     return reports
 
 
-def validate_report(report: dict[str, Any]) -> None:
-    """Raise ValueError unless ``report`` follows the v1 schema of docs/formats.md (extra fields allowed)."""
-    for key in ("schema", "schema_version", "created_utc", "environment", "results"):
+def validate_report(report: Any) -> None:
+    """:class:`ArtifactError` (one line naming the first problem) unless ``report`` follows the v1 schema of
+    docs/formats.md; extra fields are allowed. The one check of a report, written or read."""
+    from convert.errors import ArtifactError
+
+    if not isinstance(report, dict):
+        raise ArtifactError(f"not a {SCHEMA} report (a JSON {type(report).__name__}, not an object)")
+    if report.get("schema") != SCHEMA:
+        raise ArtifactError(f"not a {SCHEMA} report (schema={report.get('schema')!r})")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise ArtifactError(f"schema_version {report.get('schema_version')!r} is not {SCHEMA_VERSION}")
+    for key in ("created_utc", "environment", "results"):
         if key not in report:
-            raise ValueError(f"missing {key}")
-    if report["schema"] != SCHEMA or report["schema_version"] != SCHEMA_VERSION:
-        raise ValueError("wrong schema")
+            raise ArtifactError(f"the report lacks {key!r}")
     for key in ("host", "device", "torch", "threads", "engine", "omp_wait_policy", "cpu_flags"):
         if key not in report["environment"]:
-            raise ValueError(f"environment lacks {key}")
+            raise ArtifactError(f"the environment lacks {key!r}")
     for r in report["results"]:
         for key in ("role", "variant", "file", "threads", "engine", "size_bytes", "load_ms", "first_ms",
                     "steady_ms", "peak_rss_bytes"):
             if key not in r:
-                raise ValueError(f"result lacks {key}")
+                raise ArtifactError(f"a result lacks {key!r}")
         if r["variant"] not in VARIANTS:
-            raise ValueError(f"unknown variant {r['variant']}")
+            raise ArtifactError(f"unknown variant {r['variant']!r} (known: {', '.join(VARIANTS)})")
         for key in ("load_ms", "steady_ms"):
-            if set(r[key]) < {"median", "p90", "samples"}:
-                raise ValueError(f"{key} lacks median/p90/samples")
+            if not isinstance(r[key], dict) or set(r[key]) < {"median", "p90", "samples"}:
+                raise ArtifactError(f"a result's {key} lacks median/p90/samples")

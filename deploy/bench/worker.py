@@ -62,19 +62,33 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-def _make_inputs(spec: dict[str, Any], torch):
+def sample_inputs(specs: Sequence[dict[str, Any]], sot: int, eot: int, torch) -> list:
+    """The one bench input for a tower's declared inputs (the manifest's ``files[].inputs``): token ids
+    ``sot, SAMPLE_TOKENS, eot`` padded to the context length; anything else seeded normal noise.
+
+    The worker, the ONNX peer's export, the benchmark tools and the tests all build their input here, so
+    every runtime is timed on the same input. ``torch`` is passed in: this module imports only the standard
+    library.
+    """
     gen = torch.Generator().manual_seed(0)
     inputs = []
-    for item in spec["inputs"]:
+    for item in specs:
         shape = list(item["shape"])
         if item["dtype"] == "int64":
             tokens = torch.zeros(shape, dtype=torch.int64)
-            ids = [spec["sot"], *SAMPLE_TOKENS, spec["eot"]][: shape[-1]]
+            ids = [sot, *SAMPLE_TOKENS, eot][: shape[-1]]
             tokens[..., : len(ids)] = torch.tensor(ids)
             inputs.append(tokens)
         else:
             inputs.append(torch.randn(shape, generator=gen))
     return inputs
+
+
+def manifest_inputs(manifest: dict[str, Any], role: str, torch) -> list:
+    """:func:`sample_inputs` for ``role`` of an artifact directory's manifest (as read by ``convert.artifact``)."""
+    entry = next(e for e in manifest["files"] if e["role"] == role and e.get("inputs"))
+    tok = manifest["tokenizer"]
+    return sample_inputs(entry["inputs"], tok["sot_token_id"], tok["eot_token_id"], torch)
 
 
 def _build_eager(spec: dict[str, Any], torch):
@@ -126,7 +140,7 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(spec["threads"])
     if spec.get("engine"):
         torch.backends.quantized.engine = spec["engine"]
-    inputs = _make_inputs(spec, torch)
+    inputs = sample_inputs(spec["inputs"], spec["sot"], spec["eot"], torch)
     baseline = _rss_now()
     split_baseline = _rss_split()
 
@@ -182,13 +196,15 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
             fn(*inputs)
             warmup.append(_ms(time.perf_counter_ns() - t0))
         steady = []
+        cpu0 = time.process_time_ns()  # the work done: robust to a busy machine, where wall time includes waiting
         for _ in range(spec["iters"]):
             t0 = time.perf_counter_ns()
             fn(*inputs)
             steady.append(_ms(time.perf_counter_ns() - t0))
+        cpu_ms = _ms(time.process_time_ns() - cpu0) / max(spec["iters"], 1)
     peak = _rss_peak()
     print(json.dumps({"import_ms": import_ms, "load_ms": load_ms, "first_ms": first_ms, "warmup_ms": warmup,
-                      "steady_ms": steady, "rss_baseline_bytes": baseline, "peak_rss_bytes": peak,
+                      "steady_ms": steady, "cpu_ms": cpu_ms, "rss_baseline_bytes": baseline, "peak_rss_bytes": peak,
                       "anon_after_first_call_bytes": _above(split_first, split_baseline, "RssAnon"),
                       "file_after_first_call_bytes": _above(split_first, split_baseline, "RssFile"),
                       "heap_phase": variant in ("jit", "lite") and heap.active(),

@@ -1,34 +1,39 @@
 """8-bit vs 7-bit activations for the x86 (fbgemm) towers: the accuracy ``reduce_range=False`` would buy.
 
-    PYTHONPATH=. python benchmarks/results/profile/activation_bits.py ARTIFACT_DIR
+    PYTHONPATH=. python benchmarks/activation_bits.py ARTIFACT_DIR
 
 Min / mean cosine against fp32 open_clip on the converter's probe inputs, one input at a time (as a device
 runs them), of: the artifact's lite towers; the same int8 weights in eager mode with fbgemm at
 ``reduce_range=True``; every int8 Linear computed exactly (float64, i.e. int32 sums) on 7-bit and on 8-bit
 activations (what an ``avx512_vnni`` CPU computes at ``reduce_range=False``); and fbgemm at
 ``reduce_range=False`` on this CPU (on AVX2 its kernels add product pairs in int16: saturation).
-The experiment behind ``convert.quantize.use_full_range``; nothing here is used by the kit.
+The experiment behind ``convert.quantize.use_full_range`` (results: benchmarks/results/profile/README.md);
+nothing here is used by the kit. The towers are the converter's own (``build_towers`` with the recipe,
+weights packed on the first call), whose int8 Linears are then computed each way.
 """
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
+
+set_openmp_default()  # before torch starts, as the kit's entry points do
 
 import open_clip  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from torch.jit.mobile import _load_for_lite_interpreter  # noqa: E402
 
-from convert.load import reference_config, reference_from_manifest  # noqa: E402
-from convert.packing import FirstCallPackedLinear, defer_packing  # noqa: E402
+from convert.artifact import verify_artifacts  # noqa: E402
+from convert.export import load_lite  # noqa: E402
+from convert.load import load_model, reference_config  # noqa: E402
+from convert.packing import FirstCallPackedLinear  # noqa: E402
 from convert.probes import probe_images, probe_texts  # noqa: E402
-from convert.quantize import quantize_tower  # noqa: E402
-from convert.towers import build_image_encoder, build_text_encoder  # noqa: E402
+from convert.towers import build_towers  # noqa: E402
 
 
 class Exact(torch.nn.Module):
@@ -75,10 +80,14 @@ def swap(tower: torch.nn.Module, make) -> torch.nn.Module:
 
 def main(directory: str) -> int:
     torch.set_num_threads(2)
-    manifest = json.load(open(os.path.join(directory, "manifest.json")))
+    verified = verify_artifacts(directory, require_image=False)
+    manifest = verified.manifest
     config = reference_config(manifest)
-    loaded = reference_from_manifest(manifest)
+    loaded = load_model(config)
     model = loaded.model
+    # Every Linear is replaced below, so the recipe's own activation range does not matter here.
+    towers = build_towers(model, dataclasses.replace(config.quant, full_range=False),
+                          truncate_text=config.truncate_text, pack="first-call")
     torch.backends.quantized.engine = manifest["engine"]
     labels = (manifest.get("zero_shot") or {}).get("labels")
     images = probe_images(loaded.preprocess, n=8, seed=manifest["config"]["seed"])
@@ -90,15 +99,11 @@ def main(directory: str) -> int:
     print(f"{directory} ({manifest['model']['name']}, {manifest['target']}, {manifest['engine']}): cosine min / mean, "
           "one input at a time")
     with torch.no_grad():
-        for role, fn, x, tower in (
-            ("image_encoder", model.encode_image, images, build_image_encoder(model)),
-            ("text_encoder", model.encode_text, tokens, build_text_encoder(model, truncate=config.truncate_text)),
-        ):
+        for role, fn, x in (("image_encoder", model.encode_image, images), ("text_encoder", model.encode_text, tokens)):
             ref = each(fn, x)
-            tower, _ = quantize_tower(tower, config.quant, role)
-            defer_packing(tower)
+            tower = towers.modules[role]
             variants = {
-                "lite artifact": _load_for_lite_interpreter(os.path.join(directory, f"{role}.ptl")),
+                "lite artifact": load_lite(verified.path(role, "lite")),
                 "eager, fbgemm reduce_range=True": swap(tower, lambda c: Fbgemm(c, True)),
                 "exact, 7-bit activations": swap(tower, lambda c: Exact(c, 7)),
                 "exact, 8-bit activations (avx512_vnni at reduce_range=False)": swap(tower, lambda c: Exact(c, 8)),

@@ -1,0 +1,157 @@
+"""What every entry point of the kit does around its command: the environment before torch loads, quiet
+third-party logging, the console, usage errors, signals, and the one top-level error handler.
+
+``python -m convert``, ``python -m deploy`` (and ``python -m deploy.verify``), the benchmark scripts and the
+tests' ``conftest`` use this module; it imports no torch (``import convert`` must stay light).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+
+from .errors import KitError
+
+KIT_SPINCOUNT = "1000"
+_set_by_kit: set[str] = set()
+
+
+def set_openmp_default() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` (and, with it, ``GOMP_SPINCOUNT=1000``) unless the user set them.
+
+    Call it before anything imports torch: libgomp reads the variables once, at load. Why: OpenMP threads that
+    spin while waiting fight each other (and everything else) on small shared machines; with PASSIVE alone a
+    worker sleeps the moment a parallel region ends and the next operator pays a wake-up, which the short spin
+    avoids. A user's own setting wins; the spin count is set only when the kit chose PASSIVE itself.
+    Measurements: docs/performance.md ("OpenMP waiting").
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        _set_by_kit.add("OMP_WAIT_POLICY")
+        if "GOMP_SPINCOUNT" not in os.environ:
+            os.environ["GOMP_SPINCOUNT"] = KIT_SPINCOUNT
+            _set_by_kit.add("GOMP_SPINCOUNT")
+
+
+def openmp_set_by_kit() -> frozenset[str]:
+    """The OpenMP variables :func:`set_openmp_default` set in this process (not the user's)."""
+    return frozenset(_set_by_kit)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def third_party_logging(verbose: bool = False):
+    """Third-party log records stay out of the output while the block runs, unless ``verbose``.
+
+    Offline, huggingface_hub logged every retry twice (its own handler, then the root handler that
+    open_clip's first ``logging.warning`` call installs): 47 lines before the one that mattered. The kit
+    reports what matters itself, as one line; ``--verbose`` shows the rest (INFO and up, on stderr).
+    """
+    root = logging.getLogger()
+    hub = logging.getLogger("huggingface_hub")
+    saved = (logging.root.manager.disable, root.level, list(root.handlers), hub.propagate, warnings.showwarning)
+    if verbose:
+        if not root.handlers:
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s: %(message)s")
+        root.setLevel(logging.INFO)
+        hub.propagate = not hub.handlers  # huggingface_hub prints through its own handler: once, not twice
+    else:
+        logging.disable(logging.CRITICAL)
+        warnings.showwarning = _show_warning  # "warning: <message>", not "/path/file.py:93: UserWarning: <message>"
+    try:
+        yield
+    finally:
+        logging.disable(saved[0])
+        root.setLevel(saved[1])
+        for handler in root.handlers[:]:
+            if handler not in saved[2]:
+                root.removeHandler(handler)
+        hub.propagate = saved[3]
+        warnings.showwarning = saved[4]
+
+
+class KitArgumentParser(argparse.ArgumentParser):
+    """argparse with the kit's usage errors: one line, exit 2, pointing to this command's own help."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a sub-command's unknown option from the top parser ("see python -m deploy --help");
+        # the help that lists the valid options is the sub-command's own.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._command_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, KitArgumentParser):
+                    return chosen._command_parser(parsed)
+        return self
+
+
+def make_console(stderr: bool = False, wide: bool = False):
+    """A rich console that stays readable in a pipe or a log: 100 columns (``wide``: 200) when not a
+    terminal, no source paths on log lines."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else (200 if wide else 100), log_path=False)
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception (like KeyboardInterrupt for SIGINT), so cleanup (staging folders, temporary
+    files) runs on the way out."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def raise_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` (main thread only); returns the handler to restore, or None.
+    Without it SIGTERM killed the process before ``convert()`` could remove its staging folder."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminated) or signal.SIG_DFL
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return None
+
+
+def print_error(message: object) -> None:
+    """The ``error: <message>`` line on stderr."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def run_command(command: Callable[[], int | None], verbose: bool = False) -> int:
+    """Run one command the way every entry point does; returns its exit code.
+
+    Third-party logging stays quiet (unless ``verbose``); SIGTERM becomes :class:`Terminated`; a
+    :class:`KitError` is one ``error:`` line and its ``exit_code``; SIGTERM and Ctrl-C are one line and
+    128 + the signal number (the kit's writes are atomic, so nothing half-written is left behind).
+    """
+    previous_sigterm = raise_on_sigterm()
+    try:
+        with third_party_logging(verbose):
+            return int(command() or 0)
+    except KitError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except (Terminated, KeyboardInterrupt) as exc:
+        what, signum = ("SIGTERM", signal.SIGTERM) if isinstance(exc, Terminated) else ("Ctrl-C", signal.SIGINT)
+        print_error(f"interrupted by {what}; nothing half-written was left (every output is the previous one, "
+                    "or the new one if it was complete)")
+        return 128 + signum
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
