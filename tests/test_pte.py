@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from conftest import assert_one_line_error, run_entry, tiny_options
+from _deploy_helpers import assert_one_line_error, run_entry, tiny_options
 from convert.export_pte import EXECUTORCH_PIN, executorch_version
 
 needs_executorch = pytest.mark.skipif(executorch_version() is None,
