@@ -62,7 +62,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.cli import check_thread_count, set_openmp_default  # noqa: E402 - no torch in convert.cli
+from convert.errors import ConfigError  # noqa: E402
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
@@ -503,6 +504,10 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", metavar="FILE")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    try:
+        check_thread_count(args.threads, "--threads")
+    except ConfigError as exc:
+        p.error(str(exc))
     if args.worker:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0

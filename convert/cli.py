@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import ENGINES, PACK_MODES, PRECISIONS, QUANTIZE_MODES, TARGETS, WEIGHT_SCHEMES, build_config, read_labels
-from .errors import ConfigError, KitError
+from .errors import ConfigError, KitError, quoted
 
 KIT_SPINCOUNT = "1000"
 _set_by_kit: set[str] = set()
@@ -38,6 +39,45 @@ def set_openmp_default() -> None:
         if "GOMP_SPINCOUNT" not in os.environ:
             os.environ["GOMP_SPINCOUNT"] = KIT_SPINCOUNT
             _set_by_kit.add("GOMP_SPINCOUNT")
+
+
+# Thread-count variables the kit's runtimes read (torch sizes its OpenMP and MKL pools from them).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (``taskset``, cgroup cpusets), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def check_thread_count(count: Any, source: str) -> int:
+    """``count`` if it is 1 to :func:`usable_cpus`; else one :class:`ConfigError` line naming ``source``
+    (``--threads``, ``OMP_NUM_THREADS=``). Refused before anything starts: ``bench --threads 9999`` once ran
+    about 5,800 threads at once on 2 cores (load average 800) until its timeout."""
+    cpus = usable_cpus()
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= cpus:
+        sep = "" if source.endswith("=") else " "
+        raise ConfigError(f"{source}{sep}{quoted(count)} is not a usable thread count here: 1 to {cpus} (the CPUs "
+                          "this process may use, os.sched_getaffinity)")
+    return count
+
+
+def check_thread_environment(environ: Any = None) -> None:
+    """The thread-count variables of :data:`THREAD_VARIABLES` checked like ``--threads`` (OpenMP's
+    ``4,2`` nesting lists by their first level)."""
+    environ = os.environ if environ is None else environ
+    for name in THREAD_VARIABLES:
+        value = (environ.get(name) or "").strip()
+        if not value:
+            continue
+        try:
+            count = int(value.split(",")[0])
+        except ValueError:
+            count = value
+        check_thread_count(count, f"{name}=")
 
 
 def openmp_set_by_kit() -> frozenset[str]:
@@ -122,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projection", choices=PRECISIONS, help="output projections as int8 Linears")
     p.add_argument("--keep-fp32", nargs="+", metavar="PATTERN", help="module-name patterns (fnmatch on <role>.<module>, e.g. text_encoder.*.mlp.c_fc) kept in fp32")
     p.add_argument("--per-tensor", nargs="+", metavar="PATTERN", help="module-name patterns given one weight scale per tensor")
-    p.add_argument("--labels", help="labels file (one per line) or comma-separated names: ships a zero-shot head")
+    p.add_argument("--labels", help="labels file (one per line) or names with a comma: cat,dog (one label: cat,); "
+                                    "a word without a comma is a file name. Ships a zero-shot head")
     p.add_argument("--templates", help="prompt templates: openai (80), simple (7), plain, or a file")
     p.add_argument("--out", help="output directory (default out/<model>-<target>)")
     p.add_argument("--force", action="store_true", default=None, help="replace a non-empty output directory")
@@ -164,6 +205,31 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _mib(n: float) -> str:
     return f"{n / 2**20:.2f}"
+
+
+def safe_output_streams() -> None:
+    """Text the console cannot encode is written as backslash escapes, never a ``UnicodeEncodeError``.
+
+    ``PYTHONIOENCODING=ascii`` (or a C locale, a Windows code page) made ``classify --labels '🐱 cat,...'``
+    classify, then die printing its answer. stdout is strict by default; stderr already escapes.
+    JSON is not written through this (see :func:`print_json`)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def print_json(data: Any, *, indent: int | None = 2) -> None:
+    """``data`` as JSON on stdout, always UTF-8 whatever the console's encoding (escapes from
+    :func:`safe_output_streams` would not be JSON); through the text layer when it is UTF-8 already."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    buffer = getattr(sys.stdout, "buffer", None)
+    if encoding == "utf8" or buffer is None:
+        sys.stdout.write(text)
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("utf-8"))
+    sys.stdout.flush()
 
 
 def make_console(stderr: bool = False, wide: bool = False):
@@ -238,8 +304,9 @@ def print_sensitivity(result, config, console, wide: bool = False) -> None:
 
 def run_sensitivity(config, args, console, log) -> int:
     """``--sensitivity K``: rank module groups by the error their quantization adds; write a recipe."""
-    from .sensitivity import rank_groups, write_recipe
+    from .sensitivity import check_recipe_path, rank_groups, write_recipe
 
+    check_recipe_path(args.sensitivity_recipe)
     result = rank_groups(config, k=args.sensitivity, target=args.sensitivity_target, log=log)
     write_recipe(args.sensitivity_recipe, config, result)
     if args.json:
@@ -269,6 +336,7 @@ def raise_on_sigterm():
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
+    safe_output_streams()
     args = build_parser().parse_args(argv)
     console = make_console(stderr=args.json, wide=args.wide)
     err = make_console(stderr=True)
@@ -279,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_sigterm = raise_on_sigterm()
     try:
         with third_party_logging(args.verbose):
+            check_thread_environment()
             config = build_config(args.recipe, **_options(args))
             if args.sensitivity_target is not None and args.sensitivity is None:
                 raise ConfigError("--sensitivity-target needs --sensitivity K (the most groups a tower may keep in fp32)")

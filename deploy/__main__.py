@@ -6,7 +6,15 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.cli import KitArgumentParser, Terminated, raise_on_sigterm, set_openmp_default, third_party_logging
+from convert.cli import (
+    KitArgumentParser,
+    Terminated,
+    check_thread_environment,
+    raise_on_sigterm,
+    safe_output_streams,
+    set_openmp_default,
+    third_party_logging,
+)
 from convert.errors import KitError
 
 COMMANDS = {
@@ -21,6 +29,7 @@ COMMANDS = {
 def main(argv=None) -> int:
     """``python -m deploy`` and the ``clip-kit-deploy`` console script."""
     set_openmp_default()  # before the command modules import torch
+    safe_output_streams()
     from convert.torchcheck import check_torch
 
     try:
@@ -38,6 +47,7 @@ def main(argv=None) -> int:
     previous_sigterm = raise_on_sigterm()  # so index and cache writes clean up their temporary files
     try:
         with third_party_logging():
+            check_thread_environment()
             return int(args.func(args) or 0)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)

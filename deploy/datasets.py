@@ -43,9 +43,12 @@ def load_dataset(name: str, n: int | None = None, data_root: str | None = None) 
 
         if not data_root:
             raise DatasetError("--dataset imagefolder needs --data-root DIR (one sub-folder per class)")
+        from convert.files import describe_path, path_kind
+
+        kind = path_kind(data_root)
+        if kind != "a directory":
+            raise DatasetError(describe_path(data_root, kind, "image folder", "a directory"))
         root = Path(data_root)
-        if not root.is_dir():
-            raise DatasetError(f"image folder {root} does not exist")
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         files, targets = [], []
         for i, c in enumerate(classes):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from convert.cli import print_json
 from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
@@ -153,9 +153,7 @@ def build_index(artifacts, folder: str | Path, index_path: str | Path | None = N
     some image must be embedded; a progress bar shows on long runs (not with ``quiet``).
     """
     folder = Path(folder)
-    files = list_images(folder)
-    if not files:
-        raise ImageError(f"image folder {folder} contains no images ({', '.join(s for s in ('.jpg', '.png', '.webp', '...'))})")
+    files = list_images(folder, required=True)
     path = Path(index_path) if index_path else default_index_path(folder, artifacts.sha256)
     old = _load_index(path, artifacts.sha256, artifacts.embed_dim, quiet, explicit=bool(index_path))
     cached: dict[tuple, torch.Tensor] = {}
@@ -259,9 +257,8 @@ def run(args: argparse.Namespace) -> int:
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)
     hits = rank(index, q, args.topk)
     if args.json:
-        print(json.dumps({"query": args.query, "image_query": args.image_query, "index": index["file"],
-                          "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]},
-                         indent=2, ensure_ascii=False))
+        print_json({"query": args.query, "image_query": args.image_query, "index": index["file"],
+                    "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]})
     else:
         from rich.console import Console
         from rich.table import Table

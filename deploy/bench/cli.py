@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convert.cli import check_thread_count
 from convert.errors import ConfigError
 
 from .plan import Settings
@@ -71,8 +72,10 @@ def settings_from_args(args) -> Settings:
     for name in ("repeats", "iters"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('repeats', 'load-repeats')} {getattr(args, name)} must be at least 1")
-    if args.warmup < 0 or any(t < 1 for t in args.threads):
-        raise ConfigError("--warmup must be >= 0 and --threads >= 1")
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup {args.warmup} must be >= 0")
+    for count in args.threads:
+        check_thread_count(count, "--threads")
     return Settings(directory=Path(args.directory), roles=tuple(args.roles or ROLES), variants=variants,
                     threads=tuple(dict.fromkeys(args.threads)), engines=engines,
                     omp=tuple(dict.fromkeys(args.omp_wait_policy)), repeats=args.repeats, iters=args.iters,

@@ -183,16 +183,20 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
 
 
 def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
-    from convert.errors import ArtifactError
+    from convert.errors import ArtifactError, one_line, quoted
+    from convert.files import read_user_text
 
     reports = []
     for p in paths:
         try:
-            data = json.loads(Path(p).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{p}: cannot be read as JSON ({exc})") from None
+            data = json.loads(read_user_text(p, "bench report", ArtifactError))
+        except (ValueError, RecursionError) as exc:
+            raise ArtifactError(f"{p}: cannot be read as JSON ({one_line(exc, 120)})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("results", []), list) or not all(
+                isinstance(r, dict) for r in data.get("results", [])):
+            raise ArtifactError(f"{p}: not a {SCHEMA} report (a JSON object with a list of result objects)")
         if data.get("schema") != SCHEMA:
-            raise ArtifactError(f"{p}: not a {SCHEMA} report (schema={data.get('schema')!r})")
+            raise ArtifactError(f"{p}: not a {SCHEMA} report (schema={quoted(data.get('schema'))})")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ArtifactError(f"{p}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}")
         for r in data.get("results", []):
