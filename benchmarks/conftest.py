@@ -23,13 +23,14 @@ from convert.cli import set_openmp_default  # noqa: E402 - no torch in convert.c
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
-import json  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+
+from convert.artifact import read_manifest  # noqa: E402 - no torch at import; validated
 
 
 def _bench_threads() -> int:
@@ -139,7 +140,7 @@ def tiny(tmp_path_factory) -> Artifacts:
     if not TINY_CHECKPOINT.is_file():
         opts["pretrained"] = "none"
     out = _convert(tmp_path_factory.mktemp("bench") / "tiny", **opts)
-    return Artifacts("tiny", out, json.loads((out / "manifest.json").read_text()), {})
+    return Artifacts("tiny", out, read_manifest(out), {})
 
 
 @pytest.fixture(scope="session")
@@ -154,4 +155,4 @@ def vitb32(tmp_path_factory) -> Artifacts:
         target = "x86" if platform.machine().lower() in ("x86_64", "amd64") else "android"
         out = _convert(tmp_path_factory.mktemp("bench") / "vitb32", model="ViT-B-32", pretrained="none",
                        labels=("a", "b"), templates="plain", target=target)
-    return Artifacts("vitb32", out, json.loads((out / "manifest.json").read_text()), {})
+    return Artifacts("vitb32", out, read_manifest(out), {})

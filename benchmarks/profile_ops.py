@@ -62,8 +62,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from convert.artifact import read_manifest  # noqa: E402 - validated: a bad manifest is one line
 from convert.cli import check_thread_count, set_openmp_default  # noqa: E402 - no torch in convert.cli
-from convert.errors import ConfigError  # noqa: E402
+from convert.errors import ConfigError, KitError  # noqa: E402
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
@@ -299,7 +300,7 @@ def fidelity(directories: list[str], onnx_models: list[str] | None = None) -> st
         label, _, directory = directory.rpartition("=")
         if kind == "onnx":  # LABEL=ONNXDIR@ARTIFACTDIR: the ONNX models of the artifacts' model
             directory, _, artifact_dir = directory.partition("@")
-        manifest = json.loads((Path(artifact_dir if kind == "onnx" else directory) / "manifest.json").read_text())
+        manifest = read_manifest(Path(artifact_dir if kind == "onnx" else directory), check_versions=False)
         key = json.dumps({k: v for k, v in manifest["config"].items() if k in ("model", "pretrained", "checkpoint", "seed")},
                          sort_keys=True) + json.dumps((manifest.get("zero_shot") or {}).get("labels"))
         if key not in cache:
@@ -415,7 +416,7 @@ def compare(args) -> str:
             name = " ".join(p for p in (label or directory, env_label) if p)
             variants.append((name, "onnx", Path(directory), None, env))
     first_dir = Path(args.compare[0].rpartition("=")[2])
-    manifest = json.loads((first_dir / "manifest.json").read_text())
+    manifest = read_manifest(first_dir, check_versions=False)
     samples: dict[tuple, list] = {}
     load0 = os.getloadavg()
     for rep in range(args.repeats):
@@ -532,7 +533,7 @@ def main(argv=None) -> int:
             p.error(f"{directory} has no manifest.json (give --convert ARGS to convert first)")
         cmd = [sys.executable, "-m", "convert", *shlex.split(args.convert), "--out", str(directory)]
         subprocess.run(cmd, check=True, cwd=REPO)
-    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest = read_manifest(directory, check_versions=False)
     engine = args.engine or manifest["engine"]
     torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = engine
@@ -577,4 +578,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KitError as exc:  # a bad artifact directory: one line, as the kit's commands say it
+        sys.exit(f"error: {exc}")

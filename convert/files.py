@@ -169,3 +169,19 @@ def read_user_text(spec: str, what: str, error: type[KitError]) -> str:
     except UnicodeDecodeError as exc:
         raise error(f"{what} {quoted(spec, PATH_QUOTE_LIMIT)}: cannot be read: not UTF-8 text (byte {exc.start}); save it as "
                     "UTF-8") from None
+
+
+def check_output_file(spec: str, what: str) -> Path:
+    """A file the command will write at its end (``--json FILE``, ``--markdown FILE``), checked before the
+    work starts: a name that cannot be a path, a directory, or a missing or non-directory parent is one
+    :class:`OutputError` line now, not a traceback after minutes of measuring."""
+    why = not_a_path(str(spec))
+    if why is not None:
+        raise OutputError(f"{what} {quoted(str(spec), PATH_QUOTE_LIMIT)} is not a file name ({why})")
+    kind = path_kind(str(spec))
+    if kind not in ("file", "missing"):
+        raise OutputError(describe_path(str(spec), kind, what))
+    parent = Path(spec).parent
+    if path_kind(str(parent)) != "a directory":
+        raise OutputError(f"{what} {spec}: its folder {parent} does not exist or is not a directory")
+    return Path(spec)

@@ -121,12 +121,15 @@ def _load_index(path: Path, artifact_sha: str, dim: int | None = None, quiet: bo
     or an invalid one: rebuilt, with a warning for a corrupt one). A directory is an error. A file named
     with ``--index`` (``explicit``) that is no clip-mobile-kit index at all is an error and is left as it
     is: a mistyped ``--index`` must never overwrite someone's checkpoint or photo."""
-    if path.is_dir():
+    from convert.files import describe_path, path_kind
+
+    kind = path_kind(str(path))
+    if kind == "a directory":
         raise ConfigError(f"index {path} is a directory; give a file name such as {path / 'index.pt'}")
-    if not path.exists():
+    if kind == "missing":
         return None
-    if not path.is_file():
-        raise ConfigError(f"index {path} is not a regular file")
+    if kind != "file":  # a named pipe, a device, or no file name at all: never given to torch.load
+        raise ConfigError(describe_path(str(path), kind, "index"))
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, not an error

@@ -286,3 +286,37 @@ def test_the_parent_of_artifact_folders_names_them(art, imgs, deploy, tmp_path):
     line = one_line(*deploy("classify", imgs[0], "--artifacts", parent)[::2], "manifest.json is missing")
     assert str(art) in line and "pass one" in line
     one_line(*deploy("classify", imgs[0], "--artifacts", tmp_path)[::2], "run python -m convert first")
+
+
+# ================================================================ the same shape elsewhere (found by the sweep)
+def test_index_that_is_a_pipe_or_no_file_name(art, imgs, fifo, deploy):
+    common = ["search", "--artifacts", art, "--images", imgs[0].parent, "--query", "x"]
+    with no_hang():
+        one_line(*deploy(*common, "--index", fifo)[::2], "index", "is a named pipe")
+    one_line(*deploy(*common, "--index", "i" * 5000)[::2], "index", "not a file name")
+
+
+def test_output_files_are_checked_before_the_work(art, deploy, tmp_path, monkeypatch):
+    from deploy import evaluate
+    from deploy.bench import plan
+
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    monkeypatch.setattr(plan, "run", lambda *a, **k: pytest.fail("the benchmark started"))
+    one_line(*deploy("evaluate", "--artifacts", art, "--json", tmp_path)[::2], "--json", "is a directory")
+    one_line(*deploy("evaluate", "--artifacts", art, "--json", tmp_path / "no" / "r.json")[::2], "does not exist")
+    one_line(*deploy("bench", art, "--threads", "1", "--markdown", tmp_path)[::2], "--markdown", "is a directory")
+    one_line(*deploy("bench", art, "--threads", "1", "--json", "j" * 300)[::2], "--json", "not a file name")
+
+
+def test_bench_reports_that_are_not_objects(deploy, tmp_path):
+    for name, text in (("list.json", "[1, 2]"), ("results.json", '{"results": [5]}')):
+        (tmp_path / name).write_text(text)
+        one_line(*deploy("bench", "--from-json", tmp_path / name)[::2], "not a clip-mobile-kit-bench report")
+
+
+def test_profile_ops_reads_the_manifest_through_the_one_reader(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"format": "clip-mobile-kit-manifest", "format_version": 1}')
+    proc = subprocess.run([sys.executable, "benchmarks/profile_ops.py", str(tmp_path), "--threads", "1"], cwd=REPO,
+                          capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err and "required field versions is missing" in err, err

@@ -120,6 +120,11 @@ def main(args) -> int:
     from .plan import run
 
     console = make_console(wide=True)
+    from convert.files import check_output_file
+
+    for flag in ("json", "markdown", "plot"):
+        if getattr(args, flag) and getattr(args, flag) != "-":
+            check_output_file(getattr(args, flag), f"--{flag}")
     if args.from_json:
         if args.directory:
             raise ConfigError("give either DIR or --from-json, not both")
