@@ -57,6 +57,8 @@ def add_parser(subparsers) -> None:
 
 
 def settings_from_args(args) -> Settings:
+    for count in args.threads:  # first: nothing is started for a count this machine cannot run
+        check_thread_count(count, "--threads")
     import torch
 
     supported = torch.backends.quantized.supported_engines
@@ -74,8 +76,6 @@ def settings_from_args(args) -> Settings:
             raise ConfigError(f"--{name.replace('repeats', 'load-repeats')} {getattr(args, name)} must be at least 1")
     if args.warmup < 0:
         raise ConfigError(f"--warmup {args.warmup} must be >= 0")
-    for count in args.threads:
-        check_thread_count(count, "--threads")
     return Settings(directory=Path(args.directory), roles=tuple(args.roles or ROLES), variants=variants,
                     threads=tuple(dict.fromkeys(args.threads)), engines=engines,
                     omp=tuple(dict.fromkeys(args.omp_wait_policy)), repeats=args.repeats, iters=args.iters,
