@@ -171,6 +171,14 @@ def read_user_text(spec: str, what: str, error: type[KitError]) -> str:
                     "UTF-8") from None
 
 
+def check_output_folder(spec: str, what: str) -> Path:
+    """A folder the command will create or fill at its end (``--plots DIR``), checked before the work starts."""
+    kind = path_kind(str(spec))
+    if kind not in ("a directory", "missing"):
+        raise OutputError(describe_path(str(spec), kind, what, "a directory"))
+    return Path(spec)
+
+
 def check_output_file(spec: str, what: str) -> Path:
     """A file the command will write at its end (``--json FILE``, ``--markdown FILE``), checked before the
     work starts: a name that cannot be a path, a directory, or a missing or non-directory parent is one

@@ -304,6 +304,9 @@ def test_output_files_are_checked_before_the_work(art, deploy, tmp_path, monkeyp
     monkeypatch.setattr(plan, "run", lambda *a, **k: pytest.fail("the benchmark started"))
     one_line(*deploy("evaluate", "--artifacts", art, "--json", tmp_path)[::2], "--json", "is a directory")
     one_line(*deploy("evaluate", "--artifacts", art, "--json", tmp_path / "no" / "r.json")[::2], "does not exist")
+    (tmp_path / "plots.png").write_bytes(b"")
+    one_line(*deploy("evaluate", "--artifacts", art, "--plots", tmp_path / "plots.png")[::2], "--plots",
+             "is a regular file, not a directory")
     one_line(*deploy("bench", art, "--threads", "1", "--markdown", tmp_path)[::2], "--markdown", "is a directory")
     one_line(*deploy("bench", art, "--threads", "1", "--json", "j" * 300)[::2], "--json", "not a file name")
 
