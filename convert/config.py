@@ -54,12 +54,11 @@ def _path_or_none(name: str, value: Any, valid: str) -> str | None:
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name}={quoted(value)} is not valid: {valid} (a non-empty string)")
-    if name != "templates" or value not in TEMPLATE_SETS:
-        from .files import not_a_path
+    from .files import not_a_path
 
-        why = not_a_path(value)  # decided here, so that no later Path(...).exists() meets ENAMETOOLONG
-        if why is not None:
-            raise ConfigError(f"{name}={quoted(value)} is not valid: {valid} (not a file name: {why})")
+    why = not_a_path(value)  # decided here, so that no later Path(...).exists() meets ENAMETOOLONG
+    if why is not None:
+        raise ConfigError(f"{name}={quoted(value)} is not valid: {valid} (not a file name: {why})")
     return value
 
 
