@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.errors import ConfigError, KitError, one_line
+from convert.errors import PATH_QUOTE_LIMIT, ConfigError, KitError, one_line, quoted
 
 DATASETS = ("shapes", "imagefolder", "cifar10", "cifar100")
 
@@ -73,7 +73,7 @@ def load_dataset(name: str, n: int | None = None, data_root: str | None = None) 
         try:
             ds = cls(data_root, train=False, download=False)
         except (RuntimeError, OSError) as exc:
-            raise DatasetError(f"{name} is not under {data_root} ({one_line(exc, 120)}); "
+            raise DatasetError(f"{name} is not under {quoted(data_root, PATH_QUOTE_LIMIT)} ({one_line(exc, 120)}); "
                                "download it once with torchvision (download=True) elsewhere") from None
         count = min(n or len(ds), len(ds))
         label = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
