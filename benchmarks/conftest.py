@@ -32,7 +32,20 @@ import pytest  # noqa: E402
 
 from convert.artifact import read_manifest  # noqa: E402
 
-THREADS = int(os.environ.get("CLIPKIT_BENCH_THREADS", "2"))
+
+def _bench_threads() -> int:
+    """CLIPKIT_BENCH_THREADS (default 2, at most the CPUs this process may use), checked like ``--threads``."""
+    from convert.entry import check_thread_count, usable_cpus
+    from convert.errors import ConfigError
+
+    value = os.environ.get("CLIPKIT_BENCH_THREADS", "").strip() or str(min(2, usable_cpus()))
+    try:
+        return check_thread_count(int(value) if value.isdigit() else value, "CLIPKIT_BENCH_THREADS=")
+    except ConfigError as exc:
+        pytest.exit(f"error: {exc}", returncode=2)
+
+
+THREADS = _bench_threads()
 VITB32 = "benchmark_vitb32"
 
 

@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from convert.entry import run_command, set_openmp_default  # noqa: E402 - no torch in convert.entry
+from convert.entry import check_thread_count, run_command, set_openmp_default  # noqa: E402 - no torch in convert.entry
+from convert.errors import ConfigError  # noqa: E402
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
@@ -318,6 +319,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not (args.compare or args.directory):
         p.error("give an artifact directory (or --compare LABEL=DIR ...)")
+    try:
+        check_thread_count(args.threads, "--threads")
+    except ConfigError as exc:
+        p.error(str(exc))
     command = "PYTHONPATH=. python benchmarks/profile_ops.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     def run() -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convert.entry import set_openmp_default  # noqa: E402 - no torch in convert.entry
+from convert.entry import check_thread_count, set_openmp_default  # noqa: E402 - no torch in convert.entry
+from convert.errors import ConfigError  # noqa: E402
 
 set_openmp_default()  # before torch starts, as the kit's entry points do
 
@@ -46,6 +47,10 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--markdown", metavar="FILE")
     args = p.parse_args(argv)
+    try:
+        check_thread_count(args.threads, "--threads")
+    except ConfigError as exc:
+        p.error(str(exc))
     artifacts = load_artifacts(args.directory, roles=("image_encoder", "text_encoder"))
     manifest = artifacts.manifest
     tok = manifest["tokenizer"]

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, one_line
+from .errors import ArtifactError, one_line, quoted
 from .files import atomic_write, sha256_of
 from .schema import (
     EXTRA_FILE,
@@ -126,13 +126,18 @@ def _base_version(version: str) -> str:
 
 def read_manifest(directory: str | Path, *, check_versions: bool = True) -> dict[str, Any]:
     """Read and validate ``manifest.json`` (format, version, every field's type, the torch version)."""
+    from .files import describe_path, path_kind
+
+    kind = path_kind(str(directory))
+    if kind != "a directory":
+        raise ArtifactError(describe_path(str(directory), kind, "artifact directory", "a directory"))
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ArtifactError(f"artifact directory {directory} does not exist"
-                            + (" (it is a file)" if directory.exists() else ""))
     path = directory / MANIFEST_NAME
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing: not an artifact directory (run python -m convert first)")
+    kind = path_kind(str(path))
+    if kind == "missing":
+        raise ArtifactError(f"{path} is missing: not an artifact directory{_artifact_folders_in(directory)}")
+    if kind != "file":
+        raise ArtifactError(describe_path(str(path), kind, "manifest"))
     try:
         if path.stat().st_size > _MAX_JSON_BYTES:
             raise ArtifactError(f"{path} is {path.stat().st_size} bytes: not a manifest (at most {_MAX_JSON_BYTES})")
@@ -157,6 +162,19 @@ def read_manifest(directory: str | Path, *, check_versions: bool = True) -> dict
                 f"{path}: artifacts were written by torch {written}, this is torch {torch.__version__}; {advice}"
             )
     return manifest
+
+
+def _artifact_folders_in(directory: Path, n: int = 3) -> str:
+    """' (it holds the artifact folders a, b: pass one of them)' when ``directory`` is the parent of artifact
+    folders (``--artifacts out`` for ``out/ViT-B-32-android``), else the advice to convert first."""
+    try:
+        found = sorted(str(d) for d in directory.iterdir() if (d / MANIFEST_NAME).is_file())
+    except OSError:
+        found = []
+    if not found:
+        return " (run python -m convert first)"
+    more = f" and {len(found) - n} more" if len(found) > n else ""
+    return f"; it holds the artifact folder{'s' if len(found) > 1 else ''} {', '.join(found[:n])}{more}: pass one"
 
 
 def verify_file(directory: Path, entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> Path:
@@ -255,10 +273,10 @@ def check_model_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any]
     """The embedded metadata of a verified model file agrees with its manifest entry."""
     meta = read_metadata(path, entry["format"])
     if meta.get("role") != entry["role"]:
-        raise ArtifactError(f"{path.name} is a {meta.get('role')!r} artifact, the manifest lists it as {entry['role']!r}")
+        raise ArtifactError(f"{path.name} is a {quoted(meta.get('role'))} artifact, the manifest lists it as {quoted(entry['role'])}")
     name = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else None
     if name != manifest["model"]["name"]:
-        raise ArtifactError(f"{path.name} was converted from {name!r}, the manifest says {manifest['model']['name']!r}")
+        raise ArtifactError(f"{path.name} was converted from {quoted(name)}, the manifest says {quoted(manifest['model']['name'])}")
     if any(key in meta and meta[key] != manifest[key] for key in ("target", "engine")):
         raise _mixed(path, meta, manifest)
     if entry["format"] == "pte":
@@ -307,8 +325,7 @@ def _mixed(path: Path, meta: dict[str, Any], manifest: dict[str, Any]) -> Artifa
 
 def require_cpu(manifest: dict[str, Any], flags: set[str] | None = None) -> None:
     """Refuse artifacts whose ``runtime.requires_cpu_flags_any`` this CPU lacks (``--full-range``)."""
-    needed = ((manifest.get("runtime") or {}) if isinstance(manifest.get("runtime"), dict) else {}).get(
-        "requires_cpu_flags_any")
+    needed = (manifest.get("runtime") or {}).get("requires_cpu_flags_any")  # a list of names (validate_manifest)
     if not needed:
         return
     from .quantize import cpu_flags

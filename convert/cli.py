@@ -18,7 +18,7 @@ from .config import (
     build_config,
     read_labels,
 )
-from .entry import KitArgumentParser, make_console, run_command, set_openmp_default
+from .entry import KitArgumentParser, make_console, run_command, safe_output_streams, set_openmp_default
 from .errors import ConfigError
 
 
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projection", choices=PRECISIONS, help="output projections as int8 Linears")
     p.add_argument("--keep-fp32", nargs="+", metavar="PATTERN", help="module-name patterns (fnmatch on <role>.<module>, e.g. text_encoder.*.mlp.c_fc) kept in fp32")
     p.add_argument("--per-tensor", nargs="+", metavar="PATTERN", help="module-name patterns given one weight scale per tensor")
-    p.add_argument("--labels", help="labels file (one per line) or comma-separated names: ships a zero-shot head")
+    p.add_argument("--labels", help="labels file (one per line) or names with a comma: cat,dog (one label: cat,); "
+                                    "a word without a comma is a file name. Ships a zero-shot head")
     p.add_argument("--templates", help="prompt templates: openai (80), simple (7), plain, or a file")
     p.add_argument("--out", help="output directory (default out/<model>-<target>)")
     p.add_argument("--force", action="store_true", default=None, help="replace a non-empty output directory")
@@ -164,8 +165,9 @@ def print_sensitivity(result, config, console, wide: bool = False) -> None:
 
 def run_sensitivity(config, args, console, log) -> int:
     """``--sensitivity K``: rank module groups by the error their quantization adds; write a recipe."""
-    from .sensitivity import rank_groups, write_recipe
+    from .sensitivity import check_recipe_path, rank_groups, write_recipe
 
+    check_recipe_path(args.sensitivity_recipe)
     result = rank_groups(config, k=args.sensitivity, target=args.sensitivity_target, log=log)
     write_recipe(args.sensitivity_recipe, config, result)
     if args.json:
@@ -178,6 +180,7 @@ def run_sensitivity(config, args, console, log) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
+    safe_output_streams()
     args = build_parser().parse_args(argv)
     console = make_console(stderr=args.json, wide=args.wide)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

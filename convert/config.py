@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, LabelsError, close_matches
+from .errors import ConfigError, LabelsError, close_matches, one_line, quoted
 
 QUANTIZE_MODES = ("none", "image", "text", "combined")
 TARGETS = ("android", "x86")
@@ -37,7 +37,7 @@ BUILTIN_MODEL = "kit-tiny-clip"
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ConfigError(
-            f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}"
+            f"{name}={quoted(value)} is not valid; choose one of: {', '.join(choices)}"
             f"{close_matches(str(value), choices)}"
         )
     return value
@@ -55,8 +55,13 @@ def _path_or_none(name: str, value: Any, valid: str) -> str | None:
         return None
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not isinstance(value, str) or not value or "\0" in value:
-        raise ConfigError(f"{name}={value!r} is not valid: {valid} (a non-empty string)")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}={quoted(value)} is not valid: {valid} (a non-empty string)")
+    from .files import not_a_path
+
+    why = not_a_path(value)  # decided here, so that no later Path(...).exists() meets ENAMETOOLONG
+    if why is not None:
+        raise ConfigError(f"{name}={quoted(value)} is not valid: {valid} (not a file name: {why})")
     return value
 
 
@@ -93,7 +98,7 @@ class QuantConfig:
         for name in ("keep_fp32", "per_tensor"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) and p for p in value):
-                raise ConfigError(f"{name}={value!r} must be a list of module-name patterns")
+                raise ConfigError(f"{name}={quoted(value)} must be a list of module-name patterns")
 
     @property
     def image(self) -> bool:
@@ -148,15 +153,15 @@ class ConvertConfig:
         for name in ("force", "also_pt", "truncate_text", "full_range", "allow_undelegated"):
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "truncate_text" and value is None):
-                raise ConfigError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__})")
+                raise ConfigError(f"{name}={quoted(value)} must be true or false (a boolean, not {type(value).__name__})")
         if self.labels is not None and (isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple))):
-            raise ConfigError(f"labels={self.labels!r} must be a list of class names, a labels file or comma-separated names")
+            raise ConfigError(f"labels={quoted(self.labels)} must be a list of class names, a labels file or comma-separated names")
         for name in ("keep_fp32", "per_tensor"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{name}={value!r} must be a list of module-name patterns")
+                raise ConfigError(f"{name}={quoted(value)} must be a list of module-name patterns")
         if self.recipe is not None and not isinstance(self.recipe, str):
-            raise ConfigError(f"recipe={self.recipe!r} must be a recipe name")
+            raise ConfigError(f"recipe={quoted(self.recipe)} must be a recipe name")
         _choice("target", self.target, TARGETS)
         _choice("format", self.format, FORMATS)
         if self.format == "pte":
@@ -170,18 +175,18 @@ class ConvertConfig:
             object.__setattr__(self, "pack", DEFAULT_PACK[self.target])
         _choice("pack", self.pack, PACK_MODES)
         if self.full_range and self.engine != "fbgemm":
-            raise ConfigError(f"full_range needs engine fbgemm, not {self.engine!r}: qnnpack already quantizes "
+            raise ConfigError(f"full_range needs engine fbgemm, not {quoted(self.engine)}: qnnpack already quantizes "
                               "activations to 8 bits")
         if self.pack == "first-call" and self.target != "x86":
             raise ConfigError(
-                f"pack='first-call' needs target x86, not {self.target!r}: android artifacts are frozen by "
+                f"pack='first-call' needs target x86, not {quoted(self.target)}: android artifacts are frozen by "
                 "optimize_for_mobile (and qnnpack already packs on the first call); use pack='load'"
             )
         if not isinstance(self.model, str) or not self.model:
-            raise ConfigError(f"model={self.model!r} must be an open_clip model name")
+            raise ConfigError(f"model={quoted(self.model)} must be an open_clip model name")
         if self.checkpoint is not None and self.pretrained not in (None, "builtin"):
             raise ConfigError(
-                f"checkpoint={self.checkpoint!r} and pretrained={self.pretrained!r} both given; "
+                f"checkpoint={quoted(self.checkpoint)} and pretrained={quoted(self.pretrained)} both given; "
                 "use one of them"
             )
         if self.pretrained == "builtin" and self.model != BUILTIN_MODEL and self.checkpoint is None:
@@ -189,13 +194,13 @@ class ConvertConfig:
             from .load import check_model_name  # an unknown model name is the first thing to say
 
             check_model_name(self.model)
-            raise ConfigError(f"model={self.model!r} needs its weights named: --pretrained TAG "
+            raise ConfigError(f"model={quoted(self.model)} needs its weights named: --pretrained TAG "
                               f"({pretrained_choices(self.model)}), --pretrained none (seeded random weights) "
                               "or --checkpoint FILE")
         if self.pretrained == "builtin" and self.model == BUILTIN_MODEL and self.checkpoint is None:
             pass  # the trained tiny checkpoint that ships in assets/
         elif self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
-            raise ConfigError(f"pretrained={self.pretrained!r} must be an open_clip pretrained tag or 'none'")
+            raise ConfigError(f"pretrained={quoted(self.pretrained)} must be an open_clip pretrained tag or 'none'")
         if self.checkpoint is not None:
             object.__setattr__(self, "pretrained", None)
         for name in ("keep_fp32", "per_tensor"):
@@ -205,25 +210,25 @@ class ConvertConfig:
             object.__setattr__(self, "labels", tuple(self.labels))
         _ = self.quant  # validates the quantization fields
         if self.target == "android" and self.engine != "qnnpack":
-            raise ConfigError(f"engine={self.engine!r} needs target x86: android artifacts run qnnpack weights on the phone")
+            raise ConfigError(f"engine={quoted(self.engine)} needs target x86: android artifacts run qnnpack weights on the phone")
         if self.labels is not None:
             validate_labels(self.labels, "labels")
         if self.bytecode_version is not None and (
             isinstance(self.bytecode_version, bool) or not isinstance(self.bytecode_version, int)
             or self.bytecode_version < 1
         ):
-            raise ConfigError(f"bytecode_version={self.bytecode_version!r} must be a positive integer")
+            raise ConfigError(f"bytecode_version={quoted(self.bytecode_version)} must be a positive integer")
         if isinstance(self.min_cosine, bool) or not isinstance(self.min_cosine, (int, float)) or not (
             -1.0 <= self.min_cosine <= 1.0
         ):
-            raise ConfigError(f"min_cosine={self.min_cosine!r} must be a number in [-1, 1]")
+            raise ConfigError(f"min_cosine={quoted(self.min_cosine)} must be a number in [-1, 1]")
         if self.install_to is not None and self.target != "android":
-            raise ConfigError(f"install_to={self.install_to!r} needs target android, not {self.target!r}: the app runs "
+            raise ConfigError(f"install_to={quoted(self.install_to)} needs target android, not {quoted(self.target)}: the app runs "
                               "qnnpack weights (fbgemm weights on a phone are the wrong file)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
-            raise ConfigError(f"seed={self.seed!r} must be an integer from 0 to 2**63-1")
+            raise ConfigError(f"seed={quoted(self.seed)} must be an integer from 0 to 2**63-1")
         if not isinstance(self.templates, str) or not self.templates:
-            raise ConfigError(f"templates={self.templates!r} must be one of {', '.join(TEMPLATE_SETS)} or a file")
+            raise ConfigError(f"templates={quoted(self.templates)} must be one of {', '.join(TEMPLATE_SETS)} or a file")
 
     @property
     def quant(self) -> QuantConfig:
@@ -283,61 +288,105 @@ def validate_labels(labels: tuple[str, ...] | list[str], source: str) -> tuple[s
         raise LabelsError(f"{source}: the label list is empty; give at least one class name")
     for i, label in enumerate(labels):
         if not isinstance(label, str) or not label.strip():
-            raise LabelsError(f"{source}: label {i + 1} is blank or not text ({label!r})")
+            raise LabelsError(f"{source}: label {i + 1} is blank or not text ({quoted(label)})")
     seen: dict[str, int] = {}
     for i, label in enumerate(labels):
         key = label.strip().lower()
         if key in seen:
             raise LabelsError(
-                f"{source}: duplicate label {label!r} (entries {seen[key] + 1} and {i + 1})"
+                f"{source}: duplicate label {quoted(label)} (entries {seen[key] + 1} and {i + 1})"
             )
         seen[key] = i
     return tuple(label.strip() for label in labels)
 
 
 def read_labels(spec: str) -> tuple[str, ...]:
-    """``spec`` is a file with one label per line (blank lines and ``#`` comments skipped) or a
-    comma-separated list of names."""
-    path = Path(spec)
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LabelsError(f"labels file {spec}: cannot be read ({exc})") from None
+    """``spec`` is a file with one label per line (blank lines and ``#`` comments skipped) or a list of names
+    with at least one comma (``cat,dog``; a one-label list is ``cat,``).
+
+    A spec without a comma is always a file name: a mistyped ``--labels mylabels`` was once a one-label
+    head that read every image as "mylabels 1.00". A comma-separated list that also names a regular file
+    is the file. Strings that cannot be paths (an 800-character list) never reach the file system.
+    """
+    from .files import describe_path, path_kind, read_user_text
+
+    if not isinstance(spec, str):
+        raise LabelsError(f"labels={quoted(spec)} must be a labels file or comma-separated names")
+    kind = path_kind(spec)
+    if kind == "file":
+        text = read_user_text(spec, "labels file", LabelsError)
         lines = [ln.strip() for ln in text.splitlines()]
-        return validate_labels([ln for ln in lines if ln and not ln.startswith("#")], f"labels file {spec}")
-    if path.is_dir() and ("/" in spec or path.suffix):  # a bare word is a label, even if a folder has its name
-        raise LabelsError(f"labels file {spec} is a directory; give a file with one label per line")
-    if path.suffix in (".txt", ".csv", ".lst") or "/" in spec:
-        raise LabelsError(f"labels file {spec} does not exist")
-    return validate_labels([s for s in (p.strip() for p in spec.split(",")) if s] or [], f"labels {spec!r}")
+        return validate_labels([ln for ln in lines if ln and not ln.startswith("#")], f"labels file {quoted(spec)}")
+    if "," in spec or not spec.strip():
+        return validate_labels([s for s in (p.strip() for p in spec.split(",")) if s], f"labels {quoted(spec)}")
+    hint = ""
+    if kind == "missing" or kind.startswith("not a file name"):
+        word = spec.strip()
+        hint = f"; for a one-label list write `{word if len(word) <= 40 else word[:37] + '...'},`"
+    raise LabelsError(describe_path(spec, kind, "labels file") + hint)
 
 
 def resolve_recipe_path(recipe: str) -> Path:
-    path = Path(recipe)
-    if path.is_file():
-        return path
+    """A recipe file (a regular file) or a built-in recipe's name; :class:`ConfigError` otherwise."""
+    from .files import describe_path, not_a_path, path_kind
+
+    kind = path_kind(recipe)
+    if kind == "file":
+        return Path(recipe)
     builtin = RECIPES_DIR / f"{recipe}.yaml"
-    if builtin.is_file():
+    if "/" not in recipe and not_a_path(recipe) is None and builtin.is_file():
         return builtin
+    if kind != "missing" and not kind.startswith("not a file name"):
+        raise ConfigError(describe_path(recipe, kind, "recipe"))
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     raise ConfigError(
-        f"recipe {recipe!r} is neither a file nor a built-in recipe ({', '.join(names)})"
+        f"recipe {quoted(recipe)} is neither a file nor a built-in recipe ({', '.join(names)})"
         f"{close_matches(recipe, names)}"
     )
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _RecipeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (libyaml's parser when PyYAML has it: a 1 MB value took 4.7 s to parse in Python,
+    0.05 s in C) refusing a key given twice in one mapping. YAML lets the last value win silently; in a
+    recipe that is almost always a mistake (the first ``keep_fp32:`` list was dropped)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(None, None, f"key {quoted(key)} is given twice (lines {seen[key]} and "
+                                            f"{line}); YAML would keep only the last: remove one")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(recipe: str) -> dict[str, Any]:
     """Read a YAML recipe into a dict of ConvertConfig fields (keys checked, not yet validated)."""
+    from .files import read_user_text
+
     path = resolve_recipe_path(recipe)
+    text = read_user_text(str(path), "recipe", ConfigError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"recipe {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"recipe {path}: malformed YAML{where} ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"recipe {path}: cannot be read ({exc})") from None
+        problem = getattr(exc, "problem", None) or exc
+        if "nesting depth" not in str(problem):  # libyaml's own depth limit: said as below
+            raise ConfigError(f"recipe {path}: malformed YAML{where} ({one_line(problem, 200)})") from None
+        raise ConfigError(f"recipe {path}: nested too deeply (a recipe is a flat mapping of options)") from None
     except RecursionError:
         raise ConfigError(f"recipe {path}: nested too deeply (a recipe is a flat mapping of options)") from None
     if data is None:
@@ -355,10 +404,10 @@ def normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             continue
         if name not in RECIPE_KEYS:
             raise ConfigError(
-                f"{source}: unknown key {key!r}{close_matches(name, RECIPE_KEYS)}"
+                f"{source}: unknown key {quoted(key)}{close_matches(name, RECIPE_KEYS)}"
             )
         if name in out:
-            raise ConfigError(f"{source}: {name} is given twice (as {name!r} and {name.replace('_', '-')!r})")
+            raise ConfigError(f"{source}: {name} is given twice (as {quoted(name)} and {quoted(name.replace('_', '-'))})")
         out[name] = value
     if isinstance(out.get("labels"), str):
         out["labels"] = read_labels(out["labels"])

@@ -1,5 +1,7 @@
-"""What every entry point of the kit does around its command: the environment before torch loads, quiet
-third-party logging, the console, usage errors, signals, and the one top-level error handler.
+"""What every entry point of the kit does around its command: the environment before torch loads (the OpenMP
+default, thread counts bounded by the CPUs), quiet third-party logging, the console and the output streams
+(escapes where the console cannot encode, JSON always UTF-8), usage errors, signals, and the one top-level
+error handler.
 
 ``python -m convert``, ``python -m deploy`` (and ``python -m deploy.verify``), the benchmark scripts and the
 tests' ``conftest`` use this module; it imports no torch (``import convert`` must stay light).
@@ -8,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import logging
 import os
 import signal
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
-from .errors import KitError
+from .errors import ConfigError, KitError, quoted
 
 KIT_SPINCOUNT = "1000"
 _set_by_kit: set[str] = set()
@@ -36,6 +41,45 @@ def set_openmp_default() -> None:
         if "GOMP_SPINCOUNT" not in os.environ:
             os.environ["GOMP_SPINCOUNT"] = KIT_SPINCOUNT
             _set_by_kit.add("GOMP_SPINCOUNT")
+
+
+# Thread-count variables the kit's runtimes read (torch sizes its OpenMP and MKL pools from them).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (``taskset``, cgroup cpusets), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def check_thread_count(count: Any, source: str) -> int:
+    """``count`` if it is 1 to :func:`usable_cpus`; else one :class:`ConfigError` line naming ``source``
+    (``--threads``, ``OMP_NUM_THREADS=``). Refused before anything starts: ``bench --threads 9999`` once ran
+    about 5,800 threads at once on 2 cores (load average 800) until its timeout."""
+    cpus = usable_cpus()
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= cpus:
+        sep = "" if source.endswith("=") else " "
+        raise ConfigError(f"{source}{sep}{quoted(count)} is not a usable thread count here: 1 to {cpus} (the CPUs "
+                          "this process may use, os.sched_getaffinity)")
+    return count
+
+
+def check_thread_environment(environ: Any = None) -> None:
+    """The thread-count variables of :data:`THREAD_VARIABLES` checked like ``--threads`` (OpenMP's
+    ``4,2`` nesting lists by their first level)."""
+    environ = os.environ if environ is None else environ
+    for name in THREAD_VARIABLES:
+        value = (environ.get(name) or "").strip()
+        if not value:
+            continue
+        try:
+            count = int(value.split(",")[0])
+        except ValueError:
+            count = value
+        check_thread_count(count, f"{name}=")
 
 
 def openmp_set_by_kit() -> frozenset[str]:
@@ -101,6 +145,32 @@ class KitArgumentParser(argparse.ArgumentParser):
         return self
 
 
+def safe_output_streams() -> None:
+    """Text the console cannot encode is written as backslash escapes, never a ``UnicodeEncodeError``.
+
+    ``PYTHONIOENCODING=ascii`` (or a C locale, a Windows code page) made ``classify --labels '🐱 cat,...'``
+    classify, then die printing its answer. stdout is strict by default; stderr already escapes.
+    Entry points call it before parsing (``--help`` is output too). JSON is not written through this
+    (see :func:`print_json`)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def print_json(data: Any, *, indent: int | None = 2) -> None:
+    """``data`` as JSON on stdout, always UTF-8 whatever the console's encoding (escapes from
+    :func:`safe_output_streams` would not be JSON); through the text layer when it is UTF-8 already."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    buffer = getattr(sys.stdout, "buffer", None)
+    if encoding == "utf8" or buffer is None:
+        sys.stdout.write(text)
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("utf-8"))
+    sys.stdout.flush()
+
+
 def make_console(stderr: bool = False, wide: bool = False):
     """A rich console that stays readable in a pipe or a log: 100 columns (``wide``: 200) when not a
     terminal, no source paths on log lines."""
@@ -136,13 +206,15 @@ def print_error(message: object) -> None:
 def run_command(command: Callable[[], int | None], verbose: bool = False) -> int:
     """Run one command the way every entry point does; returns its exit code.
 
-    Third-party logging stays quiet (unless ``verbose``); SIGTERM becomes :class:`Terminated`; a
+    The thread-count variables are checked first (:func:`check_thread_environment`); third-party logging
+    stays quiet (unless ``verbose``); SIGTERM becomes :class:`Terminated`; a
     :class:`KitError` is one ``error:`` line and its ``exit_code``; SIGTERM and Ctrl-C are one line and
     128 + the signal number (the kit's writes are atomic, so nothing half-written is left behind).
     """
     previous_sigterm = raise_on_sigterm()
     try:
         with third_party_logging(verbose):
+            check_thread_environment()
             return int(command() or 0)
     except KitError as exc:
         print_error(exc)

@@ -79,9 +79,28 @@ def one_line(exc: BaseException | str, limit: int = ONE_LINE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+QUOTE_LIMIT = 100
+# A path is worth more of the line than another value (a valid one is at most PATH_MAX, 4096 bytes).
+PATH_QUOTE_LIMIT = 240
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters.
+
+    Every message that quotes a value the user gave goes through here: a 10 MB recipe value or an
+    800-character label list was once echoed whole in its "one line". A cut value says how long it was.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return text[: limit - 3] + "..." + size
+
+
 def close_matches(value: str, choices: Iterable[str], n: int = 3) -> str:
     """A ' (did you mean: a, b?)' suffix for an error message, or '' when nothing is close."""
     choices = list(choices)
+    value = value[:200]  # nothing longer is a misspelt choice, and difflib is quadratic
     hits = difflib.get_close_matches(value, choices, n=n, cutoff=0.6)
     if not hits:
         lowered = value.lower()

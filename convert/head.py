@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TEMPLATE_SETS
-from .errors import ConfigError, close_matches
+from .errors import ConfigError, close_matches, quoted
 
 Template = Union[str, Callable[[str], str]]
 
@@ -54,21 +54,17 @@ def load_templates(spec: str) -> tuple[str, list[Template]]:
     Raises :class:`ConfigError` naming the file and line when a template cannot be used.
     """
     if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"templates={spec!r} must be one of {', '.join(TEMPLATE_SETS)} or a file")
+        raise ConfigError(f"templates={quoted(spec)} must be one of {', '.join(TEMPLATE_SETS)} or a file")
     if spec in TEMPLATE_SETS:
         named = _named_templates(spec)
         return f"{spec}-{len(named)}", named
-    path = Path(spec)
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "neither a file"
-        raise ConfigError(f"templates={spec!r} is {what} nor one of: {', '.join(TEMPLATE_SETS)}"
+    from .files import path_kind, read_user_text
+
+    kind = path_kind(spec)
+    if kind == "missing" or kind.startswith("not a file name"):
+        raise ConfigError(f"templates={quoted(spec)} is neither a file nor one of: {', '.join(TEMPLATE_SETS)}"
                           f"{close_matches(spec, TEMPLATE_SETS)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"templates file {spec}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"templates file {spec}: cannot be read ({exc.strerror or exc})") from None
+    text = read_user_text(spec, "templates file", ConfigError)  # a directory, a pipe, a device: one line
     lines = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -80,12 +76,12 @@ def load_templates(spec: str) -> tuple[str, list[Template]]:
         except (IndexError, KeyError, ValueError):
             ok = False
         if not ok:
-            raise ConfigError(f"templates file {spec}, line {number}: {line[:80]!r} needs exactly one '{{}}' "
+            raise ConfigError(f"templates file {spec}, line {number}: {quoted(line)} needs exactly one '{{}}' "
                               "placeholder for the class name (and no other braces)")
         lines.append(line)
     if not lines:
         raise ConfigError(f"templates file {spec}: the file has no templates (one '{{}}' template a line)")
-    return f"file:{path.name}-{len(lines)}", lines
+    return f"file:{Path(spec).name}-{len(lines)}", lines
 
 
 def format_prompts(labels: Sequence[str], templates: Sequence[Template]) -> list[str]:

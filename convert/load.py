@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .config import BUILTIN_MODEL, ConvertConfig, build_config
-from .errors import CheckpointError, ModelError, close_matches, one_line
+from .errors import CheckpointError, ModelError, close_matches, one_line, quoted
 
 
 def open_clip_dir() -> Path:
@@ -76,7 +76,7 @@ def check_model_name(name: str) -> None:
     """Raise :class:`ModelError` (with the closest names) unless open_clip knows ``name``."""
     models = known_models()
     if name not in models and not name.startswith(("hf-hub:", "local-dir:")):
-        raise ModelError(f"unknown model {name!r}{close_matches(name, models)}; see open_clip.list_models()")
+        raise ModelError(f"unknown model {quoted(name)}{close_matches(name, models)}; see open_clip.list_models()")
 
 
 def _check_tag(name: str, tag: str) -> None:
@@ -85,13 +85,16 @@ def _check_tag(name: str, tag: str) -> None:
     tags = open_clip.list_pretrained_tags_by_model(name)
     if tag not in tags:
         valid = ", ".join(["none", *tags]) if tags else "none (this model has no pretrained tags)"
-        raise ModelError(f"unknown pretrained tag {tag!r} for {name}{close_matches(tag, tags)}; valid: {valid}")
+        raise ModelError(f"unknown pretrained tag {quoted(tag)} for {name}{close_matches(tag, tags)}; valid: {valid}")
 
 
 def _check_checkpoint_file(path: str) -> None:
+    from .files import describe_path, path_kind
+
+    kind = path_kind(str(path))
+    if kind != "file":  # never given to torch.load: a named pipe would block it
+        raise CheckpointError(describe_path(str(path), kind, "checkpoint"))
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     if not os.access(p, os.R_OK):
@@ -357,6 +360,8 @@ def reference_config(manifest: dict[str, Any], checkpoint: str | None = None) ->
     A checkpoint recorded by the conversion must still be at its recorded (absolute) path; when it moved,
     ``checkpoint`` names the new place and must have the recorded sha256.
     """
+    from .files import path_kind
+
     cfg = dict(manifest.get("config") or {})
     for key in _OUTPUT_FIELDS:
         cfg.pop(key, None)
@@ -375,7 +380,7 @@ def reference_config(manifest: dict[str, Any], checkpoint: str | None = None) ->
                                       f"from (sha256 {got[:16]}..., the manifest records {want_sha[:16]}...)")
         cfg["checkpoint"] = checkpoint
         cfg["pretrained"] = None
-    elif recorded and not Path(recorded).is_file():
+    elif recorded and path_kind(recorded) != "file":
         raise CheckpointError(f"the checkpoint these artifacts were converted from, {recorded}, is not there any "
                               "more; pass --checkpoint PATH (its sha256 is checked against the manifest)")
     return build_config(**cfg)

@@ -74,13 +74,13 @@ def _matches(qualified: str, patterns: tuple[str, ...]) -> bool:
 def check_patterns(quant: QuantConfig, names: list[str]) -> None:
     """Every ``keep_fp32`` / ``per_tensor`` pattern must match at least one of ``names`` (``<role>.<module>``):
     a typo would otherwise be accepted silently and change nothing."""
-    from .errors import ConfigError, close_matches
+    from .errors import ConfigError, close_matches, quoted
 
     for option, patterns in (("--keep-fp32", quant.keep_fp32), ("--per-tensor", quant.per_tensor)):
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 hint = close_matches(pattern, names) or f" (module names look like {names[len(names) // 2]})"
-                raise ConfigError(f"{option} {pattern!r} matches no module{hint}")
+                raise ConfigError(f"{option} {quoted(pattern)} matches no module{hint}")
 
 
 def _kept(name: str, quant: QuantConfig, role: str) -> bool:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from .errors import ArtifactError, quoted
 
 FORMAT = "clip-mobile-kit-manifest"
 FORMAT_VERSION = 1
@@ -30,8 +30,7 @@ class _Check:
         self.source = source
 
     def fail(self, field: str, value: Any, valid: str) -> None:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ArtifactError(f"{self.source}: {field} is {shown} ({type(value).__name__}); valid: {valid}")
+        raise ArtifactError(f"{self.source}: {field} is {quoted(value)} ({type(value).__name__}); valid: {valid}")
 
     def get(self, obj: dict, key: str, where: str, kinds: tuple, valid: str, *, optional: bool = False) -> Any:
         field = f"{where}.{key}" if where else key
@@ -86,9 +85,9 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{source} is not a clip-mobile-kit manifest (a {type(manifest).__name__}, not an object)")
     if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{source} is not a clip-mobile-kit manifest (format {manifest.get('format')!r})")
+        raise ArtifactError(f"{source} is not a clip-mobile-kit manifest (format {quoted(manifest.get('format'))})")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{source}: format_version {manifest.get('format_version')!r} is not supported "
+        raise ArtifactError(f"{source}: format_version {quoted(manifest.get('format_version'))} is not supported "
                             f"(this kit reads {FORMAT_VERSION})")
     v = c.mapping(manifest, "versions")
     c.text(v, "torch", "versions")
@@ -97,6 +96,10 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
     m = c.mapping(manifest, "model")
     c.text(m, "name", "model")
     c.integer(m, "embed_dim", "model", 1)
+    for key in ("pretrained", "checkpoint"):
+        c.text(m, key, "model", optional=True)
+    c.get(m, "random_weights", "model", (bool,), "true or false", optional=True)
+    _sha256(c, m, "checkpoint_sha256", "model", optional=True)
     for key, choices in (("target", TARGETS), ("engine", ENGINES)):
         value = c.text(manifest, key, "")
         if value not in choices:
@@ -104,7 +107,12 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
     if manifest["engine"] not in TARGET_ENGINES[manifest["target"]]:
         c.fail("engine", manifest["engine"], f"{' or '.join(TARGET_ENGINES[manifest['target']])} for target "
                f"{manifest['target']}")
-    c.mapping(manifest, "config", optional=True)
+    cfg = c.mapping(manifest, "config", optional=True)
+    if cfg is not None:  # what deploy reads of it (the reference model is rebuilt through build_config)
+        for key in ("model", "pretrained", "checkpoint", "quantize"):
+            c.text(cfg, key, "config", optional=True)
+        c.integer(cfg, "seed", "config", 0, optional=True)
+        c.get(cfg, "truncate_text", "config", (bool,), "true or false", optional=True)
     p = c.mapping(manifest, "preprocess")
     size = c.numbers(p, "image_size", "preprocess", 2, kinds=(int,))
     if min(size) < 1:
@@ -120,6 +128,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
     c.integer(t, "context_length", "tokenizer", 2)
     for key in ("vocab_size", "sot_token_id", "eot_token_id"):
         c.integer(t, key, "tokenizer", 0, optional=True)
+    c.text(t, "vocab_id", "tokenizer", optional=True)
     vocab = c.text(t, "vocab_file", "tokenizer", optional=True)
     if vocab is not None and Path(vocab).name != vocab:
         c.fail("tokenizer.vocab_file", vocab, "a plain file name inside the artifact directory")
@@ -130,6 +139,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
             c.fail("zero_shot.labels", labels, "a list of non-empty strings")
         if zs.get("logit_scale") is not None:
             c.number(zs, "logit_scale", "zero_shot")
+        c.text(zs, "templates", "zero_shot", optional=True)
     files = c.get(manifest, "files", "", (list,), "a list of file entries")
     for i, entry in enumerate(files):
         where = f"files[{i}]"
@@ -143,9 +153,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
         if fmt not in FILE_FORMATS:
             c.fail(f"{where}.format", fmt, ", ".join(FILE_FORMATS))
         c.integer(entry, "bytes", where, 0)
-        digest = c.text(entry, "sha256", where)
-        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-            c.fail(f"{where}.sha256", digest, "64 lower-case hex digits")
+        _sha256(c, entry, "sha256", where)
         for key in ("inputs", "outputs"):
             specs = c.get(entry, key, where, (list,), "a list of tensor specs", optional=True)
             for j, spec in enumerate(specs or []):
@@ -170,8 +178,24 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
         if fmt == "pte" and entry["role"] in MODEL_ROLES and not v.get("executorch"):
             c.fail("versions.executorch", v.get("executorch"), "the executorch version (files[] lists .pte files)")
     _check_file_list(c, manifest)
-    c.mapping(manifest, "fidelity", optional=True)
+    fidelity = c.mapping(manifest, "fidelity", optional=True)
+    for role in MODEL_ROLES if fidelity is not None else ():
+        tower = c.mapping(fidelity, role, "fidelity", optional=True)
+        if tower is not None and tower.get("cosine_min") is not None:
+            c.number(tower, "cosine_min", f"fidelity.{role}")
+    runtime = c.mapping(manifest, "runtime", optional=True)
+    if runtime is not None:
+        flags = c.get(runtime, "requires_cpu_flags_any", "runtime", (list,), "a list of CPU flag names", optional=True)
+        if flags is not None and not all(isinstance(f, str) and f for f in flags):
+            c.fail("runtime.requires_cpu_flags_any", flags, "a list of CPU flag names such as [\"avx512_vnni\"]")
     return manifest
+
+
+def _sha256(c: _Check, obj: dict, key: str, where: str, *, optional: bool = False) -> str | None:
+    digest = c.text(obj, key, where, optional=optional)
+    if digest is not None and (len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest)):
+        c.fail(f"{where}.{key}", digest, "64 lower-case hex digits")
+    return digest
 
 
 def _check_file_list(c: _Check, manifest: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BUILTIN_MODEL, ConvertConfig, QuantConfig
-from .errors import ConfigError
+from .errors import ConfigError, quoted
 from .files import atomic_write
 from .load import load_model
 from .metrics import compare
@@ -179,13 +179,23 @@ def _keep_until(tower, role, inputs, ref, all_int8, quant, ranked, target, limit
     return kept, curve
 
 
+def check_recipe_path(path: str | Path) -> Path:
+    """Where ``--sensitivity-recipe`` will write, checked before the ranking starts (minutes on a ViT)."""
+    from .files import not_a_path, path_kind
+
+    why = not_a_path(str(path))
+    if why is not None:
+        raise ConfigError(f"--sensitivity-recipe {quoted(str(path))} is not a file name ({why})")
+    if path_kind(str(path)) == "a directory":
+        raise ConfigError(f"--sensitivity-recipe {path} is a directory; give a file name such as {Path(path, 'recipe.yaml')}")
+    return Path(path)
+
+
 def write_recipe(path: str | Path, config: ConvertConfig, result: SensitivityResult) -> Path:
     """Write ``result`` as a YAML recipe (atomically) that ``python -m convert --recipe`` reads back."""
     import yaml
 
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"--sensitivity-recipe {path} is a directory; give a file name such as {path / 'recipe.yaml'}")
+    path = check_recipe_path(path)
     worst_rows = [r for r in result.rows if r["kept_fp32"]]
     lines = [f"{r['pattern']} (cosine drop {r['drop']:.2e})" for r in worst_rows]
     figs = "; ".join(f"{role}: all-int8 cosine min/mean {s['all_int8']['cosine_min']:.6f}/{s['all_int8']['cosine_mean']:.6f}"

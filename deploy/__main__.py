@@ -6,7 +6,7 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.entry import KitArgumentParser, run_command, set_openmp_default
+from convert.entry import KitArgumentParser, run_command, safe_output_streams, set_openmp_default
 
 COMMANDS = {
     "classify": "deploy.classify",
@@ -20,6 +20,7 @@ COMMANDS = {
 def main(argv=None) -> int:
     """``python -m deploy`` and the ``clip-kit-deploy`` console script."""
     set_openmp_default()  # before the command modules import torch
+    safe_output_streams()
 
     def command() -> int:
         from convert.torchcheck import check_torch

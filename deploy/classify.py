@@ -19,23 +19,24 @@ Labels longer than the context are truncated (like open_clip and the phone) with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from convert.config import read_labels
+from convert.config import TEMPLATE_SETS, read_labels
+from convert.entry import print_json
 from convert.errors import ImageError
 
 from .artifacts import add_runtime_option, load_artifacts
-from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
+from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, image_files, open_image
 from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify images on the converted artifacts",
                               description=__doc__.splitlines()[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images (searched recursively)")
     p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
-    p.add_argument("--labels", help="labels file or comma-separated names (default: the shipped head's labels)")
+    p.add_argument("--labels", help="labels file (one a line) or names with a comma: cat,dog (one label: cat,); a word "
+                                    "without a comma is a file name (default: the shipped head's labels)")
     p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
     p.add_argument("--topk", type=int, default=3, help="labels shown per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
@@ -75,6 +76,11 @@ def classifier(artifacts_dir, labels=None, templates=None, kind="lite", *, quiet
 
 def run(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels) if args.labels is not None else None
+    if args.templates is not None and args.templates not in TEMPLATE_SETS:
+        from convert.head import load_templates
+
+        load_templates(args.templates)  # a bad templates file is one line before any artifact is loaded
+    images = image_files(args.images)
     if args.topk < 1:
         from convert.errors import ConfigError
 
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     pre = Preprocessor(artifacts.preprocess)
     max_pixels = args.max_pixels or None
     results = []
-    for path in args.images:
+    for path in images:
         try:
             x = pre(open_image(path, max_pixels)).unsqueeze(0)
             logits = logits_fn(encode_images(artifacts, x))
@@ -94,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
             results.append({"image": path, "error": str(exc)})
     failed = sum("error" in r for r in results)
     if args.json:
-        print(json.dumps({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, indent=2,
-                         ensure_ascii=False))
+        print_json({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results})
     elif args.verbose:
         _print_tables(results, artifacts)
     else:

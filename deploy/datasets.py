@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.errors import ConfigError, DatasetError, one_line
+from convert.errors import PATH_QUOTE_LIMIT, ConfigError, DatasetError, one_line, quoted
 
 DATASETS = ("shapes", "imagefolder", "cifar10", "cifar100")
 
@@ -39,9 +39,12 @@ def load_dataset(name: str, n: int | None = None, data_root: str | None = None) 
 
         if not data_root:
             raise DatasetError("--dataset imagefolder needs --data-root DIR (one sub-folder per class)")
+        from convert.files import describe_path, path_kind
+
+        kind = path_kind(data_root)
+        if kind != "a directory":
+            raise DatasetError(describe_path(data_root, kind, "image folder", "a directory"))
         root = Path(data_root)
-        if not root.is_dir():
-            raise DatasetError(f"image folder {root} does not exist")
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         files, targets = [], []
         for i, c in enumerate(classes):
@@ -66,7 +69,7 @@ def load_dataset(name: str, n: int | None = None, data_root: str | None = None) 
         try:
             ds = cls(data_root, train=False, download=False)
         except (RuntimeError, OSError) as exc:
-            raise DatasetError(f"{name} is not under {data_root} ({one_line(exc, 120)}); "
+            raise DatasetError(f"{name} is not under {quoted(data_root, PATH_QUOTE_LIMIT)} ({one_line(exc, 120)}); "
                                "download it once with torchvision (download=True) elsewhere") from None
         count = min(n or len(ds), len(ds))
         label = "CIFAR-10" if name == "cifar10" else "CIFAR-100"

@@ -197,6 +197,12 @@ def run(args: argparse.Namespace) -> int:
     templates = [t.strip() for t in args.templates.split(",") if t.strip()]
     if not templates:
         raise ConfigError("--templates is empty")
+    from convert.files import check_output_file, check_output_folder
+
+    if args.json and args.json != "-":
+        check_output_file(args.json, "--json")
+    if args.plots:
+        check_output_folder(args.plots, "--plots")
     report = evaluate(args.artifacts, args.dataset, args.n, args.data_root, templates, args.runtime,
                       args.checkpoint, not args.no_linear_probe, args.plots, log=lambda m: console.log(m))
     if args.json:

@@ -28,6 +28,7 @@ Differences from open_clip's own eval transform (which resizes first and convert
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convert.errors import ImageError
+from convert.errors import ImageError, quoted
+from convert.files import describe_path, path_kind
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # Longest side / shortest side. Resizing the short side of a 1 x 1,000,000 strip to 64 asks for a 64 x 64e6
@@ -96,9 +98,9 @@ class Preprocessor:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ImageError(f"manifest preprocess block is incomplete or malformed ({exc!r})") from None
         if self.interpolation not in _FILTERS:
-            raise ImageError(f"preprocess interpolation {self.interpolation!r} is not supported (bicubic, bilinear)")
+            raise ImageError(f"preprocess interpolation {quoted(self.interpolation)} is not supported (bicubic, bilinear)")
         if self.resize_mode not in ("shortest", "longest", "squash"):
-            raise ImageError(f"preprocess resize_mode {self.resize_mode!r} is not supported (shortest, longest, squash)")
+            raise ImageError(f"preprocess resize_mode {quoted(self.resize_mode)} is not supported (shortest, longest, squash)")
         self.filter = _FILTERS[self.interpolation]
 
     @staticmethod
@@ -165,11 +167,10 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
     ``max_pixels`` (None = no limit) is checked from the header, before decoding.
     """
+    kind = path_kind(str(path))
+    if kind != "file":  # never opened: a named pipe would block, a device never ends
+        raise ImageError(describe_path(str(path), kind, "image"))
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"image {path} does not exist")
-    if path.is_dir():
-        raise ImageError(f"image {path} is a directory")
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is empty (0 bytes)")
     try:
@@ -207,10 +208,26 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return img
 
 
-def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Image files below ``folder`` (by suffix), sorted."""
+def list_images(folder: str | Path, recursive: bool = True, *, required: bool = False) -> list[Path]:
+    """Image files below ``folder`` (by suffix), sorted; with ``required``, none is an :class:`ImageError`."""
+    kind = path_kind(str(folder))
+    if kind != "a directory":
+        raise ImageError(describe_path(str(folder), kind, "image folder", "a directory"))
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageError(f"image folder {folder} does not exist or is not a directory")
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found = sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if required and not found:
+        raise ImageError(f"image folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def image_files(specs: Sequence[str | Path]) -> list[str]:
+    """The image arguments of a command: each file as given, each folder replaced by the images below it
+    (:func:`list_images`, the listing ``search --images`` uses too)."""
+    files: list[str] = []
+    for spec in specs:
+        if path_kind(str(spec)) == "a directory":
+            files += [str(p) for p in list_images(spec, required=True)]
+        else:
+            files.append(str(spec))
+    return files

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from convert.errors import ArtifactError, LabelsError
+from convert.errors import ArtifactError, LabelsError, quoted
 
 from . import heap, threads
 from .tokenizer import KitTokenizer
@@ -62,9 +62,8 @@ def encode_tokens(artifacts, tokens: torch.Tensor, batch_size: int = 256) -> tor
 
 
 def _truncation_warning(count: int, example: str, context_length: int, stream=None) -> None:
-    example = example if len(example) <= 60 else example[:57] + "..."
     print(f"warning: {count} text(s) longer than the {context_length}-token context were truncated "
-          f"(e.g. {example!r})", file=stream or sys.stderr)
+          f"(e.g. {quoted(example)})", file=stream or sys.stderr)
 
 
 def warn_truncated(texts: Sequence[str], truncated: Sequence[bool], context_length: int, stream=None) -> int:
@@ -218,10 +217,13 @@ def class_cache_key(artifacts, labels: Sequence[str], templates: str) -> str | N
         source = open_clip_dir() / "zero_shot_metadata.py"
         tmpl = ["named", templates, KIT_VERSION, hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None]
     else:
-        try:
-            tmpl = ["file", hashlib.sha256(Path(templates).read_bytes()).hexdigest()]
-        except (OSError, TypeError):
+        from convert.errors import ConfigError
+        from convert.files import path_kind, read_user_text
+
+        if path_kind(templates) != "file":
             return None
+        # Through the one reader (never a named pipe, which blocked here forever); UTF-8 bytes = the file's.
+        tmpl = ["file", hashlib.sha256(read_user_text(templates, "templates file", ConfigError).encode()).hexdigest()]
     vocab = next((e.get("sha256") for e in artifacts.manifest["files"] if e.get("role") == "vocab"), None)
     parts = {"format": CLASS_CACHE_FORMAT, "version": CLASS_CACHE_VERSION, "model_files": artifacts.sha256,
              "kind": artifacts.kind, "vocab": vocab, "tokenizer": artifacts.tokenizer, "labels": list(labels),

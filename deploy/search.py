@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from convert.entry import print_json
 from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
@@ -121,12 +121,15 @@ def _load_index(path: Path, artifact_sha: str, dim: int | None = None, quiet: bo
     or an invalid one: rebuilt, with a warning for a corrupt one). A directory is an error. A file named
     with ``--index`` (``explicit``) that is no clip-mobile-kit index at all is an error and is left as it
     is: a mistyped ``--index`` must never overwrite someone's checkpoint or photo."""
-    if path.is_dir():
+    from convert.files import describe_path, path_kind
+
+    kind = path_kind(str(path))
+    if kind == "a directory":
         raise ConfigError(f"index {path} is a directory; give a file name such as {path / 'index.pt'}")
-    if not path.exists():
+    if kind == "missing":
         return None
-    if not path.is_file():
-        raise ConfigError(f"index {path} is not a regular file")
+    if kind != "file":  # a named pipe, a device, or no file name at all: never given to torch.load
+        raise ConfigError(describe_path(str(path), kind, "index"))
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, not an error
@@ -153,9 +156,7 @@ def build_index(artifacts, folder: str | Path, index_path: str | Path | None = N
     some image must be embedded; a progress bar shows on long runs (not with ``quiet``).
     """
     folder = Path(folder)
-    files = list_images(folder)
-    if not files:
-        raise ImageError(f"image folder {folder} contains no images ({', '.join(s for s in ('.jpg', '.png', '.webp', '...'))})")
+    files = list_images(folder, required=True)
     path = Path(index_path) if index_path else default_index_path(folder, artifacts.sha256)
     old = _load_index(path, artifacts.sha256, artifacts.embed_dim, quiet, explicit=bool(index_path))
     cached: dict[tuple, torch.Tensor] = {}
@@ -259,9 +260,8 @@ def run(args: argparse.Namespace) -> int:
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)
     hits = rank(index, q, args.topk)
     if args.json:
-        print(json.dumps({"query": args.query, "image_query": args.image_query, "index": index["file"],
-                          "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]},
-                         indent=2, ensure_ascii=False))
+        print_json({"query": args.query, "image_query": args.image_query, "index": index["file"],
+                    "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]})
     else:
         from rich.console import Console
         from rich.table import Table

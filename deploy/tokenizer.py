@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from convert.errors import ArtifactError, ConfigError
+from convert.errors import ArtifactError, ConfigError, quoted
 from convert.files import sha256_of
 from convert.load import open_clip_dir, open_clip_submodule
 
@@ -82,7 +82,7 @@ class KitTokenizer:
             raise ConfigError("no text to tokenize")
         for t in texts:
             if not isinstance(t, str):
-                raise ConfigError(f"text {t!r} is not a string")
+                raise ConfigError(f"text {quoted(t)} is not a string")
         tokens = self._tok(texts, context_length=self.context_length)
         truncated = [self.token_count(t) > self.context_length for t in texts]
         return tokens, truncated

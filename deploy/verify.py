@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m deploy.verify DIR``: the same command, without going through ``python -m deploy``."""
-    from convert.entry import KitArgumentParser, run_command, set_openmp_default
+    from convert.entry import KitArgumentParser, run_command, safe_output_streams, set_openmp_default
 
     set_openmp_default()
+    safe_output_streams()
     parser = KitArgumentParser(prog="python -m deploy.verify", description=__doc__.splitlines()[0])
     _arguments(parser)
     args = parser.parse_args(argv)

@@ -179,6 +179,11 @@ RAW_RECIPES = [
     ("nested-too-deeply", "model: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", ["nested too deeply"]),
     ("not-utf8", b"model: kit-tiny-clip\ntemplates: \xff\xfe\n", ["cannot be read"]),
     ("python-tag", "model: !!python/object/apply:os.system ['true']\n", ["malformed YAML"]),
+    # issue 20 item 6: YAML lets the last value win; a recipe refuses it, naming the key and its lines
+    ("duplicate-key", "model: kit-tiny-clip\nseed: 1\n\nmodel: ViT-B-32\n", ["key 'model' is given twice",
+                                                                            "lines 1 and 4"]),
+    ("duplicate-key-nested", "model: kit-tiny-clip\nkeep_fp32: [a]\nlabels: {a: 1, a: 2}\n",
+     ["key 'a' is given twice", "lines 3 and 3"]),
 ]
 
 
@@ -191,7 +196,7 @@ def test_bad_recipe_file(run_cli, tmp_path, content, needles):
 
 
 def test_recipe_that_is_a_directory(run_cli, tmp_path):
-    one_line(*run_cli("--recipe", tmp_path, "--out", tmp_path / "o")[::2], "neither a file nor a built-in recipe")
+    one_line(*run_cli("--recipe", tmp_path, "--out", tmp_path / "o")[::2], "is a directory, not a regular file")
 
 
 @pytest.mark.parametrize("field,value", [("force", "false"), ("also_pt", "no"), ("truncate_text", 1),
@@ -503,6 +508,23 @@ def _manifest_cases():
         ("a-list", "[]", "not a clip-mobile-kit manifest"),
         ("not-utf8", b'{"format": "\xff"}', "cannot be read as JSON"),
         ("not-json", "{", "cannot be read as JSON"),
+        # issue 20 item 4: the runtime block (and every block deploy reads) is checked like the rest
+        ("cpu-flags-a-number", lambda m: m.update(runtime={"requires_cpu_flags_any": 5}),
+         "runtime.requires_cpu_flags_any is 5 (int)"),
+        ("cpu-flags-nested", lambda m: m.update(runtime={"requires_cpu_flags_any": [["avx2"]]}),
+         "runtime.requires_cpu_flags_any is [['avx2']] (list)"),
+        ("cpu-flags-an-object", lambda m: m.update(runtime={"requires_cpu_flags_any": {"avx2": True}}),
+         "runtime.requires_cpu_flags_any is {'avx2': True} (dict)"),
+        ("runtime-a-list", lambda m: m.update(runtime=["avx2"]), "runtime is ['avx2'] (list)"),
+        ("random-weights-a-string", lambda m: m["model"].update(random_weights="false"),
+         "model.random_weights is 'false' (str)"),
+        ("config-checkpoint-a-number", lambda m: m["config"].update(checkpoint=5), "config.checkpoint is 5"),
+        ("config-seed-a-string", lambda m: m["config"].update(seed="0"), "config.seed is '0'"),
+        ("fidelity-of-a-tower-a-list", lambda m: m["fidelity"].update(image_encoder=[1]),
+         "fidelity.image_encoder is [1]"),
+        ("templates-a-number", lambda m: m["zero_shot"].update(templates=5), "zero_shot.templates is 5"),
+        ("vocab-id-a-list", lambda m: m["tokenizer"].update(vocab_id=[]), "tokenizer.vocab_id is []"),
+        ("format-10-mb", lambda m: m.update(format="x" * 10_000_000), "(10000000 characters)"),
     ]
 
 

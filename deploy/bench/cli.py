@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convert.entry import check_thread_count
 from convert.errors import ConfigError
 
 from .plan import Settings, model_entry
@@ -56,6 +57,8 @@ def add_parser(subparsers) -> None:
 
 
 def settings_from_args(args) -> Settings:
+    for count in args.threads:  # first: nothing is started for a count this machine cannot run
+        check_thread_count(count, "--threads")
     import torch
 
     supported = torch.backends.quantized.supported_engines
@@ -71,8 +74,8 @@ def settings_from_args(args) -> Settings:
     for name in ("repeats", "iters"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('repeats', 'load-repeats')} {getattr(args, name)} must be at least 1")
-    if args.warmup < 0 or any(t < 1 for t in args.threads):
-        raise ConfigError("--warmup must be >= 0 and --threads >= 1")
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup {args.warmup} must be >= 0")
     return Settings(directory=Path(args.directory), roles=tuple(args.roles or ROLES), variants=variants,
                     threads=tuple(dict.fromkeys(args.threads)), engines=engines,
                     omp=tuple(dict.fromkeys(args.omp_wait_policy)), repeats=args.repeats, iters=args.iters,
@@ -128,6 +131,11 @@ def main(args) -> int:
     from .plan import run
 
     console = make_console(wide=True)
+    from convert.files import check_output_file
+
+    for flag in ("json", "markdown", "plot"):
+        if getattr(args, flag) and getattr(args, flag) != "-":
+            check_output_file(getattr(args, flag), f"--{flag}")
     if args.from_json:
         if args.directory:
             raise ConfigError("give either DIR or --from-json, not both")

@@ -184,14 +184,15 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
 
 def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
     """Read v1 reports (``bench --from-json``), each checked by :func:`validate_report`, with ratios added."""
-    from convert.errors import ArtifactError
+    from convert.errors import ArtifactError, one_line
+    from convert.files import read_user_text
 
     reports = []
     for p in paths:
         try:
-            data = json.loads(Path(p).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{p}: cannot be read as JSON ({exc})") from None
+            data = json.loads(read_user_text(p, "bench report", ArtifactError))
+        except (ValueError, RecursionError) as exc:
+            raise ArtifactError(f"{p}: cannot be read as JSON ({one_line(exc, 120)})") from None
         try:
             validate_report(data)
         except ArtifactError as exc:
@@ -204,17 +205,20 @@ def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
 def validate_report(report: Any) -> None:
     """:class:`ArtifactError` (one line naming the first problem) unless ``report`` follows the v1 schema of
     docs/formats.md; extra fields are allowed. The one check of a report, written or read."""
-    from convert.errors import ArtifactError
+    from convert.errors import ArtifactError, quoted
 
     if not isinstance(report, dict):
         raise ArtifactError(f"not a {SCHEMA} report (a JSON {type(report).__name__}, not an object)")
     if report.get("schema") != SCHEMA:
-        raise ArtifactError(f"not a {SCHEMA} report (schema={report.get('schema')!r})")
+        raise ArtifactError(f"not a {SCHEMA} report (schema={quoted(report.get('schema'))})")
     if report.get("schema_version") != SCHEMA_VERSION:
-        raise ArtifactError(f"schema_version {report.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        raise ArtifactError(f"schema_version {quoted(report.get('schema_version'))} is not {SCHEMA_VERSION}")
     for key in ("created_utc", "environment", "results"):
         if key not in report:
             raise ArtifactError(f"the report lacks {key!r}")
+    if not isinstance(report["environment"], dict) or not isinstance(report["results"], list) or not all(
+            isinstance(r, dict) for r in report["results"]):
+        raise ArtifactError(f"not a {SCHEMA} report (an environment object and a list of result objects)")
     for key in ("host", "device", "torch", "threads", "engine", "omp_wait_policy", "cpu_flags"):
         if key not in report["environment"]:
             raise ArtifactError(f"the environment lacks {key!r}")
@@ -224,7 +228,7 @@ def validate_report(report: Any) -> None:
             if key not in r:
                 raise ArtifactError(f"a result lacks {key!r}")
         if r["variant"] not in VARIANTS:
-            raise ArtifactError(f"unknown variant {r['variant']!r} (known: {', '.join(VARIANTS)})")
+            raise ArtifactError(f"unknown variant {quoted(r['variant'])} (known: {', '.join(VARIANTS)})")
         for key in ("load_ms", "steady_ms"):
             if not isinstance(r[key], dict) or set(r[key]) < {"median", "p90", "samples"}:
                 raise ArtifactError(f"a result's {key} lacks median/p90/samples")
