@@ -27,7 +27,7 @@ from convert.errors import KitError
 
 from .artifacts import load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
-from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk
+from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk, warn_random_weights
 
 
 def add_parser(subparsers) -> None:
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--topk {args.topk} must be at least 1")
     artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite",
                                               quiet=args.quiet, use_cache=not args.no_cache)
+    if not args.quiet:
+        warn_random_weights(artifacts.manifest)
     pre = Preprocessor(artifacts.preprocess)
     max_pixels = args.max_pixels or None
     results = []

@@ -29,7 +29,7 @@ from convert.files import torch_save_atomic
 
 from .artifacts import load_artifacts
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image
-from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_truncated
+from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_random_weights, warn_truncated
 from .tokenizer import KitTokenizer
 
 INDEX_FORMAT = "clip-mobile-kit-index"
@@ -254,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
     # Only the query's tower now; build_index loads the image encoder if some image needs embedding.
     roles = ("image_encoder",) if args.image_query else ("text_encoder",)
     artifacts = load_artifacts(args.artifacts, "jit" if args.jit else "lite", roles=roles)
+    if not args.quiet:
+        warn_random_weights(artifacts.manifest)
     max_pixels = args.max_pixels or None
     q = query_embedding(artifacts, args.query, args.image_query, max_pixels, quiet=args.quiet)
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)
