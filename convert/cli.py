@@ -266,6 +266,14 @@ def raise_on_sigterm():
         return None
 
 
+def report_interrupt(exc: BaseException, detail: str, stream=None) -> int:
+    """One ``error: interrupted by Ctrl-C|SIGTERM; <detail>`` line on stderr (never a traceback) for a
+    :class:`KeyboardInterrupt` or :class:`Terminated`; returns the shell's exit status (130 / 143)."""
+    what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    print(f"error: interrupted by {what}; {detail}", file=stream or sys.stderr, flush=True)
+    return 128 + int(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
@@ -295,10 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except (Terminated, KeyboardInterrupt) as exc:  # the conversion removed its staging folder on the way out
-        what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        err.print(f"error: interrupted by {what}; nothing half-written was left (the output is the previous one, "
-                  "or the new one if it was complete)", markup=False, highlight=False, soft_wrap=True)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return report_interrupt(exc, "nothing half-written was left (the output is the previous one, or the new "
+                                     "one if it was complete)")
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)

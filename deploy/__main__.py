@@ -6,7 +6,8 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.cli import KitArgumentParser, Terminated, raise_on_sigterm, set_openmp_default, third_party_logging
+from convert.cli import (KitArgumentParser, Terminated, raise_on_sigterm, report_interrupt, set_openmp_default,
+                         third_party_logging)
 from convert.errors import KitError
 
 COMMANDS = {
@@ -42,9 +43,8 @@ def main(argv=None) -> int:
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Terminated:
-        print("error: terminated (SIGTERM); nothing half-written was left behind", file=sys.stderr)
-        return 143
+    except (Terminated, KeyboardInterrupt) as exc:  # index, cache and report writes are atomic
+        return report_interrupt(exc, "nothing half-written was left behind")
     finally:
         if previous_sigterm is not None:
             import signal
