@@ -175,6 +175,26 @@ def make_console(stderr: bool = False, wide: bool = False):
     return Console(stderr=stderr, width=None if stream.isatty() else (200 if wide else 100), log_path=False)
 
 
+def report_table(columns: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1):
+    """The kit's table for reports that must fit a pipe (100 columns) or a narrow terminal: no outer
+    border, headers may take two lines (``"median\nms"``), the first ``text_columns`` columns left-aligned
+    and folded when space runs out; the others (numbers) right-aligned and never cut, each at least as
+    wide as its widest cell (rich would otherwise cut "2239.41" to "2239…")."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for i, col in enumerate(columns):
+        if i < text_columns:
+            t.add_column(col, justify="left", overflow="fold")
+        else:
+            width = max([len(str(r[i])) for r in rows] + [len(part) for part in col.split("\n")])
+            t.add_column(col, justify="right", no_wrap=True, min_width=width)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
 def print_summary(result, console) -> None:
     from rich.table import Table
 

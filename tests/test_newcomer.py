@@ -2,6 +2,8 @@
 and warnings, one ``--json`` convention, outputs under ``out/``, path-independent artifacts."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import assert_one_line_error, run_entry
@@ -29,3 +31,61 @@ def test_ctrl_c_is_one_line_and_exit_130(command, art, imgs, tmp_path, capsys, m
             "verify": ("verify", art)}[command]
     code, out, err = run_deploy(capsys, *argv)
     assert_one_line_error(code, err, "interrupted by Ctrl-C", status=130)
+
+
+# ------------------------------------------------------------------------------------------ bench
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """A small real bench of android (qnnpack) tiny artifacts, in-process, output piped (not a terminal)."""
+    from _deploy_helpers import converted
+
+    art = converted(tmp_path_factory)
+    report = tmp_path_factory.mktemp("bench") / "r.json"
+    import contextlib  # capsys is function-scoped: the module's run is captured with contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = deploy_main(["bench", str(art), "--variants", "eager-fp32", "lite", "--threads", "1",
+                            "--engines", "qnnpack", "--load-repeats", "1", "--roles", "image_encoder", "text_encoder", "--iters", "2", "--warmup", "0",
+                            "--json", str(report)])
+    return code, out.getvalue(), err.getvalue(), report
+
+
+def test_bench_table_fits_100_columns_and_says_what_it_timed(bench_run, capsys):
+    code, out, err, report = bench_run
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(ln) <= 100 for ln in lines if not ln.startswith(("x86", "aarch64", "-", "one call", "per figure"))), out
+    assert "…" not in out
+    # what one call computed, and how many calls/processes make a figure
+    timed = next(ln for ln in lines if ln.startswith("one call: "))
+    assert "image_encoder: a batch of 1 image(s) of " in timed and re.search(r"8 of \d+ tokens", timed), timed
+    assert any(ln.startswith("per figure: 1 fresh process(es)") and "2 timed calls" in ln for ln in lines), out
+    # a legend for the ratio columns, and the qnnpack-on-x86 note
+    for col in ("x size", "x fp32", "RSS+ MiB"):
+        assert any(ln.strip().startswith(col) for ln in lines[lines.index(next(ln for ln in lines if ln.startswith("columns"))):]), col
+    import platform
+
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert any("qnnpack on x86 is expected to be slow" in ln for ln in lines), out
+    # stderr is not a terminal: plain progress lines, no escape codes
+    assert "done after" in err and "\x1b" not in err, err
+    # --wide: every column, from the JSON
+    code, wide, err = run_deploy(capsys, "bench", "--from-json", report, "--wide")
+    assert code == 0, err
+    assert "anon+/size" in wide and "RSS+/size" in wide and "p90" in wide
+    assert "anon+/size" not in out
+
+
+def test_bench_report_records_its_inputs_and_validates(bench_run):
+    import json
+
+    from deploy.bench.report import validate_report
+
+    report = json.loads(bench_run[3].read_text())
+    validate_report(report)
+    assert report["settings"]["inputs"]["text_encoder"][0]["shape"][-1] >= report["settings"]["prompt_tokens"] == 8
+    report["settings"]["inputs"]["text_encoder"] = [{"shape": "77"}]
+    with pytest.raises(ValueError):
+        validate_report(report)

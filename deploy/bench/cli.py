@@ -52,6 +52,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write a markdown table")
     p.add_argument("--plot", metavar="FILE.png", help="size and latency bar charts (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no table or progress bar")
+    p.add_argument("--wide", action="store_true", help="every column of the table (default: those that fit 100 columns)")
     p.set_defaults(func=main)
 
 
@@ -116,14 +117,14 @@ def main(args) -> int:
 
     from .plan import run
 
-    console = make_console(wide=True)
+    console = make_console(wide=args.wide)
     if args.from_json:
         if args.directory:
             raise ConfigError("give either DIR or --from-json, not both")
         reports = load_reports(args.from_json)
         if not args.quiet:
             for report in reports:
-                render_table(report, console)
+                render_table(report, console, wide=args.wide)
         write_outputs(reports, args)
         return 0
     if not args.directory:
@@ -136,14 +137,13 @@ def main(args) -> int:
     if args.quiet:
         report = run(settings, verified, None, **kwargs)
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from deploy.runtime import Progress
 
-        err = make_console(stderr=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as progress:
-            report = run(settings, verified, progress, log=lambda m: progress.console.log(m), **kwargs)
+        # A bar in a terminal; in a pipe or a log a plain line at least every 10 s (runs take minutes).
+        report = run(settings, verified, lambda total, what: Progress(total, what, delay=0, every=10.0),
+                     log=make_console(stderr=True).log, **kwargs)
     validate_report(report)
     if not args.quiet:
-        render_table(report, console)
+        render_table(report, console, wide=args.wide)
     write_outputs([report], args)
     return 0
