@@ -6,8 +6,7 @@ this file only dispatches, so the modules stay independent.
 import importlib
 import sys
 
-from convert.cli import (KitArgumentParser, Terminated, raise_on_sigterm, report_interrupt, set_openmp_default,
-                         third_party_logging)
+from convert.cli import KitArgumentParser, Terminated, raise_on_sigterm, report_interrupt, set_openmp_default, third_party_logging
 from convert.errors import KitError
 
 COMMANDS = {
