@@ -20,9 +20,10 @@ def test_ctrl_c_is_one_line_and_exit_130(command, art, imgs, tmp_path, capsys, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    # Every command verifies its artifacts first, through the one reader.
-    monkeypatch.setattr("convert.artifact.verify_artifacts", interrupted)
+    # Every command verifies its artifacts first, through the one reader. deploy.artifacts binds the name at
+    # import: patched first, so that its import never captures the other patch as the "original".
     monkeypatch.setattr("deploy.artifacts.verify_artifacts", interrupted)
+    monkeypatch.setattr("convert.artifact.verify_artifacts", interrupted)
     monkeypatch.setattr("convert.artifact.read_manifest", interrupted)
     argv = {"classify": ("classify", imgs[0], "--artifacts", art),
             "search": ("search", "--artifacts", art, "--images", imgs[0].parent, "--query", "x"),
@@ -89,3 +90,35 @@ def test_bench_report_records_its_inputs_and_validates(bench_run):
     report["settings"]["inputs"]["text_encoder"] = [{"shape": "77"}]
     with pytest.raises(ValueError):
         validate_report(report)
+
+
+# --------------------------------------------------------------------------------------- evaluate
+def test_evaluate_skips_a_corrupt_image_and_warns_about_a_thin_probe(art, tmp_path, capsys):
+    from _deploy_helpers import shape_images
+
+    root = tmp_path / "folder"
+    for name in ("red circle", "blue square"):
+        shape_images(root / name.replace(" ", "_"), n=2)
+    (root / "red_circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    code, out, err = run_deploy(capsys, "evaluate", "--artifacts", art, "--dataset", "imagefolder",
+                                "--data-root", root, "--templates", "plain")
+    assert code == 0, err
+    assert "warning: skipped image" in err and "broken.png" in err
+    assert "1 unreadable image(s) skipped; 4 evaluated" in out
+    assert "warning: the linear probe had 2 training images for 2 classes" in out
+    assert "--dataset shapes" not in out  # not the default dataset: no hint
+    # what the time went to, and the step that dominates for real models named with its size
+    assert "encoding 2 classes x 1 templates = 2 prompts through the fp32 and int8 text towers" in out
+    assert re.search(r"^time [\d.]+ s: .*text towers \(2 prompts x 2\)", out, re.M), out
+
+
+def test_evaluate_hints_at_dataset_when_shapes_meets_another_model(art, capsys, monkeypatch):
+    code, out, err = run_deploy(capsys, "evaluate", "--artifacts", art, "--n", "8", "--templates", "plain",
+                                "--no-linear-probe")
+    assert code == 0 and "--dataset shapes (the default)" not in out, err
+    monkeypatch.setattr("deploy.evaluate.TINY_MODEL", "another-model")  # as if the artifacts were a ViT
+    code, out, err = run_deploy(capsys, "evaluate", "--artifacts", art, "--n", "8", "--templates", "plain",
+                                "--no-linear-probe")
+    assert code == 0, err
+    assert "warning: --dataset shapes (the default) is the built-in tiny CLIP's synthetic test set" in out
+    assert "pass --dataset imagefolder" in out
