@@ -39,8 +39,7 @@ from convert.metrics import compare
 from .artifacts import load_artifacts
 from .datasets import DATASETS, load_dataset
 from .plots import plot_similarity, plot_weights_and_errors, require_matplotlib
-from .preprocess import Preprocessor
-from .preprocess import ImageError
+from .preprocess import ImageError, Preprocessor
 from .runtime import RANDOM_WEIGHTS_NOTE, Progress, encode_images, encode_tokens, random_weights
 from .tokenizer import KitTokenizer
 
