@@ -116,7 +116,7 @@ def test_scripting_depends_on_neither_the_hash_seed_nor_the_install_path(tmp_pat
     import open_clip
 
     installs = {"1": tmp_path / "a", "4": tmp_path / "install" / "much" / "deeper" / "b"}
-    for seed, root in installs.items():
+    for root in installs.values():
         for package in ("convert", "assets"):
             shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
         (root / "script_consts.py").write_text(_SCRIPT, encoding="utf-8")  # TorchScript reads the source file
