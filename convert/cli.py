@@ -147,11 +147,53 @@ def build_parser() -> argparse.ArgumentParser:
         "with --sensitivity K: keep each tower's worst groups in fp32, one at a time, until its minimum "
         "cosine reaches COSINE (at most K a tower)"))
     p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_json_option(p, "the summary (or the --sensitivity ranking)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
     p.add_argument("--wide", action="store_true", help="every column of the tables")
     return p
+
+
+JSON_STDOUT = "-"
+
+
+def _json_target(value: str) -> str:
+    if value != JSON_STDOUT and not value.lower().endswith(".json"):
+        # `--json photo.jpg` would overwrite the photo: argparse hands --json the next word when it is not an option.
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a .json file name (--json FILE writes FILE; --json alone prints JSON on stdout: "
+            "put it after the positional arguments)")
+    return value
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    """The kit's one ``--json`` convention (docs/deploy.md): ``--json`` alone prints ``what`` as one JSON
+    document on stdout and nothing else there (progress and warnings stay on stderr); ``--json FILE.json``
+    writes it to the file, atomically, and the usual output is printed as well."""
+    parser.add_argument("--json", nargs="?", const=JSON_STDOUT, type=_json_target, metavar="FILE.json", help=(
+        f"{what} as JSON: alone, on stdout (and nothing else there); with FILE.json, written to that file "
+        "besides the usual output"))
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """True when ``--json`` alone asked for JSON on stdout: the human-readable output is then left out."""
+    return getattr(args, "json", None) == JSON_STDOUT
+
+
+def write_json(data: Any, target: str | None) -> None:
+    """``data`` where ``--json`` says: stdout (``-``), or the file, written atomically (never half-written)."""
+    if not target:
+        return
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if target == JSON_STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from pathlib import Path
+
+    from .files import atomic_write_bytes
+
+    atomic_write_bytes(Path(target), text.encode("utf-8"))
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -262,9 +304,8 @@ def run_sensitivity(config, args, console, log) -> int:
 
     result = rank_groups(config, k=args.sensitivity, target=args.sensitivity_target, log=log)
     write_recipe(args.sensitivity_recipe, config, result)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    elif not args.quiet:
+    write_json(result.to_dict(), args.json)
+    if not args.quiet and not json_to_stdout(args):
         print_sensitivity(result, config, console, args.wide)
     return 0
 
@@ -298,11 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m convert`` and the ``clip-kit-convert`` console script."""
     set_openmp_default()
     args = build_parser().parse_args(argv)
-    console = make_console(stderr=args.json, wide=args.wide)
+    console = make_console(stderr=json_to_stdout(args), wide=args.wide)
     err = make_console(stderr=True)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
-    quiet = args.quiet or args.json
+    quiet = args.quiet or json_to_stdout(args)
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
     previous_sigterm = raise_on_sigterm()
     try:
@@ -328,8 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
-    if args.json:
-        print(json.dumps({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, indent=2))
-    elif not args.quiet:
+    write_json({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, args.json)
+    if not args.quiet and not json_to_stdout(args):
         print_summary(result, console)
     return 0

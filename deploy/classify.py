@@ -19,9 +19,9 @@ Labels longer than the context are truncated (like open_clip and the phone) with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from convert.cli import add_json_option, json_to_stdout, write_json
 from convert.config import read_labels
 from convert.errors import KitError
 
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--labels", help="labels file or comma-separated names (default: the shipped head's labels)")
     p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
     p.add_argument("--topk", type=int, default=3, help="labels shown per image (default 3)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    add_json_option(p, "the results")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="a table per image instead of one line")
     loud.add_argument("-q", "--quiet", action="store_true", help="print only the results and errors")
@@ -81,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--topk {args.topk} must be at least 1")
     artifacts, labels, logits_fn = classifier(args.artifacts, labels, args.templates, "jit" if args.jit else "lite",
                                               quiet=args.quiet, use_cache=not args.no_cache)
-    if not args.quiet:
-        warn_random_weights(artifacts.manifest)
     pre = Preprocessor(artifacts.preprocess)
     max_pixels = args.max_pixels or None
     results = []
@@ -97,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
                 raise
             results.append({"image": path, "error": str(exc)})
     failed = sum("error" in r for r in results)
-    if args.json:
-        print(json.dumps({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, indent=2,
-                         ensure_ascii=False))
+    if failed < len(results) and not args.quiet:  # with the answers it qualifies, not with an error line
+        warn_random_weights(artifacts.manifest)
+    write_json({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, args.json)
+    if json_to_stdout(args):
+        pass
     elif args.verbose:
         _print_tables(results, artifacts)
     else:

@@ -21,7 +21,6 @@ Module-group sensitivity (which groups int8 hurts most) is a conversion feature:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from convert.cli import add_json_option
 from convert.errors import ConfigError
 from convert.head import format_prompts, load_templates
 from convert.load import reference_config, reference_from_manifest
@@ -256,14 +256,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", help="reference checkpoint when the manifest's is not at its recorded path")
     p.add_argument("--jit", action="store_true", help="evaluate the .pt twins instead of the .ptl files")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (needs matplotlib: the 'plots' extra)")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the report as JSON (to FILE or stdout)")
+    add_json_option(p, "the report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from convert.cli import make_console
+    from convert.cli import json_to_stdout, make_console, write_json
 
-    console = make_console(stderr=args.json == "-")
+    console = make_console(stderr=json_to_stdout(args))
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n {args.n} must be at least 1")
     templates = [t.strip() for t in args.templates.split(",") if t.strip()]
@@ -272,13 +272,8 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.artifacts, args.dataset, args.n, args.data_root, templates, "jit" if args.jit else "lite",
                       args.checkpoint, not args.no_linear_probe, args.plots, log=lambda m: console.log(m),
                       progress=lambda total, what: Progress(total, what, every=10.0))
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-    if args.json != "-":
+    write_json(report, args.json)
+    if not json_to_stdout(args):
         print_report(report, console)
     return 0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from convert.cli import add_json_option, json_to_stdout, write_json
 from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
@@ -45,8 +45,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--query", help="text query")
     q.add_argument("--image-query", metavar="IMG", help="image query (image-to-image search)")
     p.add_argument("--index", help="index file (default: a cache file per folder and artifacts)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--topk", type=int, default=5, help="results shown (default 5)")
+    add_json_option(p, "the results")
     p.add_argument("--jit", action="store_true", help="run the .pt twins instead of the .ptl files")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings")
@@ -254,17 +254,15 @@ def run(args: argparse.Namespace) -> int:
     # Only the query's tower now; build_index loads the image encoder if some image needs embedding.
     roles = ("image_encoder",) if args.image_query else ("text_encoder",)
     artifacts = load_artifacts(args.artifacts, "jit" if args.jit else "lite", roles=roles)
-    if not args.quiet:
-        warn_random_weights(artifacts.manifest)
     max_pixels = args.max_pixels or None
     q = query_embedding(artifacts, args.query, args.image_query, max_pixels, quiet=args.quiet)
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)
     hits = rank(index, q, args.topk)
-    if args.json:
-        print(json.dumps({"query": args.query, "image_query": args.image_query, "index": index["file"],
-                          "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]},
-                         indent=2, ensure_ascii=False))
-    else:
+    if not args.quiet:  # with the answers it qualifies, not with an error line
+        warn_random_weights(artifacts.manifest)
+    write_json({"query": args.query, "image_query": args.image_query, "index": index["file"], "stats": stats,
+                "results": [{"path": p, "score": round(s, 6)} for p, s in hits]}, args.json)
+    if not json_to_stdout(args):
         from rich.console import Console
         from rich.table import Table
 

@@ -16,11 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from convert.cli import add_json_option, json_to_stdout, write_json
+
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR", help="artifact directory (with manifest.json)")
     p.add_argument("--target", choices=("android", "x86"), help="also require artifacts converted for this target")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_json_option(p, "what was verified")
 
 
 def add_parser(subparsers) -> None:
@@ -49,7 +52,12 @@ def verify(directory: str | Path, target: str | None = None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     manifest = verify(args.directory, args.target)
-    if not args.quiet:
+    write_json({"directory": str(args.directory), "verified": True, "model": manifest["model"]["name"],
+                "target": manifest["target"], "engine": manifest["engine"],
+                "bytecode": manifest["versions"].get("bytecode"),
+                "files": [{k: e.get(k) for k in ("file", "role", "format", "bytes", "sha256")} for e in manifest["files"]]},
+               args.json)
+    if not args.quiet and not json_to_stdout(args):
         bytecode = manifest["versions"].get("bytecode")
         print(f"{args.directory}: {len(manifest['files'])} files verified ({manifest['model']['name']}, "
               f"{manifest['target']}/{manifest['engine']}" + (f", bytecode v{bytecode})" if bytecode else ")"))

@@ -122,3 +122,40 @@ def test_evaluate_hints_at_dataset_when_shapes_meets_another_model(art, capsys, 
     assert code == 0, err
     assert "warning: --dataset shapes (the default) is the built-in tiny CLIP's synthetic test set" in out
     assert "pass --dataset imagefolder" in out
+
+
+# ------------------------------------------------------------------------------- one --json convention
+def test_one_json_convention_across_commands(art, imgs, tmp_path, capsys, bench_run):
+    """``--json`` alone: one JSON document on stdout and nothing else there; ``--json FILE.json``: the file,
+    and the usual output too; a non-.json word after ``--json`` (an image) is refused, never overwritten."""
+    import json
+
+    from conftest import run_entry as run
+    from convert.cli import main as convert_main
+
+    report = bench_run[3]
+    commands = {
+        "classify": ("classify", imgs[0], "--artifacts", art),
+        "search": ("search", "--artifacts", art, "--images", imgs[0].parent, "--query", "red",
+                   "--index", tmp_path / "index.pt"),
+        "evaluate": ("evaluate", "--artifacts", art, "--n", "4", "--templates", "plain", "--no-linear-probe"),
+        "bench": ("bench", "--from-json", report),
+        "verify": ("verify", art),
+    }
+    for name, argv in commands.items():
+        code, out, err = run_deploy(capsys, *argv, "--json")
+        assert code == 0, (name, err)
+        json.loads(out)  # the whole of stdout is one document
+        target = tmp_path / f"{name}.json"
+        code, out, err = run_deploy(capsys, *argv, "--json", target)
+        assert code == 0, (name, err)
+        assert json.loads(target.read_text()) and out.strip() and not out.lstrip().startswith("{"), (name, out)
+    before = imgs[1].read_bytes()
+    code, out, err = run_deploy(capsys, "classify", "--json", imgs[1], imgs[0], "--artifacts", art)
+    assert_one_line_error(code, err, "is not a .json file name")
+    assert imgs[1].read_bytes() == before
+    # convert (the tiny default, seeded random weights): the same two forms
+    out_dir = tmp_path / "conv"
+    code, out, err = run(convert_main, capsys, "--pretrained", "none", "--out", out_dir, "--json")
+    assert code == 0, err
+    assert json.loads(out)["out_dir"] == str(out_dir)

@@ -10,10 +10,10 @@ The artifact directory is verified first by the one reader (sha256, confinement,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from convert.cli import add_json_option, json_to_stdout, write_json
 from convert.errors import ConfigError
 
 from .plan import Settings
@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--skip-reference-check", action="store_true",
                    help="do not verify that the rebuilt fp32 model matches the artifacts")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement process")
-    p.add_argument("--json", metavar="FILE", help="write the clip-mobile-kit-bench report")
+    add_json_option(p, "the clip-mobile-kit-bench report (docs/formats.md)")
     p.add_argument("--markdown", metavar="FILE", help="write a markdown table")
     p.add_argument("--plot", metavar="FILE.png", help="size and latency bar charts (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no table or progress bar")
@@ -104,7 +104,7 @@ def write_outputs(reports: list[dict[str, Any]], args) -> None:
     if args.json:
         data = reports[0] if len(reports) == 1 else {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                                                       "reports": reports}
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_json(data, args.json)
     if args.markdown:
         Path(args.markdown).write_text(to_markdown(reports), encoding="utf-8")
     if args.plot:
@@ -122,7 +122,7 @@ def main(args) -> int:
         if args.directory:
             raise ConfigError("give either DIR or --from-json, not both")
         reports = load_reports(args.from_json)
-        if not args.quiet:
+        if not args.quiet and not json_to_stdout(args):
             for report in reports:
                 render_table(report, console, wide=args.wide)
         write_outputs(reports, args)
@@ -143,7 +143,7 @@ def main(args) -> int:
         report = run(settings, verified, lambda total, what: Progress(total, what, delay=0, every=10.0),
                      log=make_console(stderr=True).log, **kwargs)
     validate_report(report)
-    if not args.quiet:
+    if not args.quiet and not json_to_stdout(args):
         render_table(report, console, wide=args.wide)
     write_outputs([report], args)
     return 0
