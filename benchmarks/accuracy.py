@@ -56,7 +56,7 @@ def vit_towers(name: str, log) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=["ViT-B-32", "ViT-B-16"])
-    p.add_argument("--json", default="accuracy.json", help="output JSON (default accuracy.json)")
+    p.add_argument("--json", default="out/accuracy.json", help="output JSON (default out/accuracy.json)")
     args = p.parse_args(argv)
     from rich.console import Console
     from rich.table import Table
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
             t.add_row(r["model"], r["weights"], r["role"], f"{r['cosine_min']:.6f}", f"{r['cosine_mean']:.6f}",
                       f"{r['sqnr_db']:.1f}")
         console.print(t)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print(f"wrote {args.json}")
     return 0

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-target", type=float, metavar="COSINE", help=(
         "with --sensitivity K: keep each tower's worst groups in fp32, one at a time, until its minimum "
         "cosine reaches COSINE (at most K a tower)"))
-    p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
+    p.add_argument("--sensitivity-recipe", default="out/sensitivity.yaml", help=(
+        "where --sensitivity writes its recipe (default out/sensitivity.yaml)"))
     add_json_option(p, "the summary (or the --sensitivity ranking)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")

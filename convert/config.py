@@ -12,8 +12,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError, LabelsError, close_matches
 
 QUANTIZE_MODES = ("none", "image", "text", "combined")
@@ -312,6 +310,8 @@ def resolve_recipe_path(recipe: str) -> Path:
 
 def load_recipe(recipe: str) -> dict[str, Any]:
     """Read a YAML recipe into a dict of ConvertConfig fields (keys checked, not yet validated)."""
+    import yaml  # here, not at the top: every deploy command imports this module, only recipes need yaml
+
     path = resolve_recipe_path(recipe)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -159,3 +159,26 @@ def test_one_json_convention_across_commands(art, imgs, tmp_path, capsys, bench_
     code, out, err = run(convert_main, capsys, "--pretrained", "none", "--out", out_dir, "--json")
     assert code == 0, err
     assert json.loads(out)["out_dir"] == str(out_dir)
+
+
+# ------------------------------------------------------------------------------- outputs under out/
+OUTPUT_OPTION = re.compile(r"--(?:json|markdown|plot|plots|sensitivity-recipe|out|index) ([^\s`\]|]+)")
+
+
+def test_default_outputs_and_doc_commands_write_under_out():
+    """Nothing a user copies from the docs leaves files in the repository root: outputs go under out/
+    (git-ignored), or into benchmarks/results (tracked on purpose)."""
+    from pathlib import Path
+
+    from convert.cli import build_parser
+
+    assert build_parser().parse_args([]).sensitivity_recipe == "out/sensitivity.yaml"
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for doc in ("README.md", "docs/deploy.md", "docs/formats.md", "docs/architecture.md", "benchmarks/README.md",
+                "android_demo/README.md"):
+        for value in OUTPUT_OPTION.findall((root / doc).read_text(encoding="utf-8")):
+            if not value.startswith(("out/", "benchmarks/results", "/tmp", "FILE", "DIR", "-", "$", "<", "[")) \
+                    and value not in ("R", "K"):
+                bad.append(f"{doc}: {value}")
+    assert not bad, bad

@@ -11,12 +11,13 @@ The artifact directory is verified first by the one reader (sha256, confinement,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convert.cli import add_json_option, json_to_stdout, write_json
 from convert.errors import ConfigError
 
-from .plan import Settings
+if TYPE_CHECKING:  # plan is imported when a bench runs, not when `python -m deploy` builds its parser
+    from .plan import Settings
 from .report import ROLES, SCHEMA, SCHEMA_VERSION, VARIANTS, load_reports, plot, render_table, to_markdown, validate_report
 
 DEFAULT_VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite")
@@ -58,6 +59,8 @@ def add_parser(subparsers) -> None:
 
 def settings_from_args(args) -> Settings:
     import torch
+
+    from .plan import Settings
 
     supported = torch.backends.quantized.supported_engines
     engines = tuple(args.engines) if args.engines else tuple(e for e in ("qnnpack", "fbgemm") if e in supported)
