@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-recipe", default="out/sensitivity.yaml", help=(
         "where --sensitivity writes its recipe (default out/sensitivity.yaml)"))
     add_json_option(p, "the summary (or the --sensitivity ranking)")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
+    loud = p.add_mutually_exclusive_group()  # as deploy classify: one or the other, never both silently
+    loud.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    loud.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
     p.add_argument("--wide", action="store_true", help="every column of the tables")
     return p
 

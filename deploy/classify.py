@@ -26,14 +26,14 @@ from convert.config import read_labels
 from convert.errors import KitError
 
 from .artifacts import load_artifacts
-from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
+from .preprocess import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP, Preprocessor, open_image
 from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk, warn_random_weights
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify images on the converted artifacts",
                               description=__doc__.splitlines()[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify (JPEG, PNG, WebP, ...)")
     p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
     p.add_argument("--labels", help="labels file or comma-separated names (default: the shipped head's labels)")
     p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     loud.add_argument("-q", "--quiet", action="store_true", help="print only the results and errors")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the class-embedding cache")
     p.add_argument("--jit", action="store_true", help="run the .pt TorchScript twins instead of the .ptl lite files")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0 = no limit)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
     p.set_defaults(func=run)
 
 

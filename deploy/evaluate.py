@@ -248,11 +248,16 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="fp32 reference vs converted artifacts: accuracy, fidelity, plots",
                               description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
-    p.add_argument("--dataset", default="shapes", choices=DATASETS)
+    p.add_argument("--dataset", default="shapes", choices=DATASETS, help=(
+        "shapes: the built-in tiny CLIP's synthetic test set (the default; meaningless for other models); "
+        "imagefolder: --data-root DIR with one sub-folder per class; cifar10/cifar100: torchvision files under "
+        "--data-root (never downloaded)"))
     p.add_argument("--data-root", help="dataset directory (imagefolder / CIFAR)")
     p.add_argument("--n", type=int, default=2000, help="number of images (default 2000; CIFAR: first n test images)")
-    p.add_argument("--templates", default="openai,simple", help="comma-separated template sets (openai, simple, plain, file)")
-    p.add_argument("--no-linear-probe", action="store_true")
+    p.add_argument("--templates", default="openai,simple", help="comma-separated template sets: openai, simple, plain, or a file (default openai,simple)")
+    p.add_argument("--no-linear-probe", action="store_true", help=(
+        "skip the linear probe (logistic regression on image features, fitted on half the images, tested on the "
+        "other half)"))
     p.add_argument("--checkpoint", help="reference checkpoint when the manifest's is not at its recorded path")
     p.add_argument("--jit", action="store_true", help="evaluate the .pt twins instead of the .ptl files")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (needs matplotlib: the 'plots' extra)")

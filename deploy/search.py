@@ -28,7 +28,7 @@ from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
 from .artifacts import load_artifacts
-from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image
+from .preprocess import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP, ImageError, Preprocessor, list_images, open_image
 from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_random_weights, warn_truncated
 from .tokenizer import KitTokenizer
 
@@ -39,7 +39,7 @@ INDEX_VERSION = 1
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("search", help="rank a folder of images by a text or image query",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--artifacts", required=True)
+    p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
     p.add_argument("--images", required=True, metavar="FOLDER", help="folder of images (searched recursively)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query", help="text query")
@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--topk", type=int, default=5, help="results shown (default 5)")
     add_json_option(p, "the results")
     p.add_argument("--jit", action="store_true", help="run the .pt twins instead of the .ptl files")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings")
     p.set_defaults(func=run)
 

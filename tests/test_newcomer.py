@@ -182,3 +182,29 @@ def test_default_outputs_and_doc_commands_write_under_out():
                     and value not in ("R", "K"):
                 bad.append(f"{doc}: {value}")
     assert not bad, bad
+
+
+# ------------------------------------------------------------------------------------------- --help
+def test_every_option_has_help_and_says_its_default(run_cli):
+    import argparse
+    import importlib
+
+    from convert.cli import KitArgumentParser, build_parser
+    from deploy.__main__ import COMMANDS
+
+    parsers = {"convert": build_parser()}
+    sub = KitArgumentParser(prog="x").add_subparsers(dest="command")
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
+    parsers.update(sub.choices)
+    missing = []
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            text, default = action.help or "", action.default
+            if not text or (default not in (None, False) and "default" not in text):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+    code, out, err = run_cli("--quiet", "--verbose")
+    assert_one_line_error(code, err, "not allowed with")

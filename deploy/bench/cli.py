@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
                                         "(its sha256 must match)")
     p.add_argument("--skip-reference-check", action="store_true",
                    help="do not verify that the rebuilt fp32 model matches the artifacts")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement process")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement process (default 900)")
     add_json_option(p, "the clip-mobile-kit-bench report (docs/formats.md)")
     p.add_argument("--markdown", metavar="FILE", help="write a markdown table")
     p.add_argument("--plot", metavar="FILE.png", help="size and latency bar charts (needs matplotlib)")
