@@ -47,7 +47,7 @@ def bench_run(tmp_path_factory):
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = deploy_main(["bench", str(art), "--variants", "eager-fp32", "lite", "--threads", "1",
+        code = deploy_main(["bench", str(art), "--variants", "lite", "--threads", "1",
                             "--engines", "qnnpack", "--load-repeats", "1", "--roles", "image_encoder", "text_encoder", "--iters", "2", "--warmup", "0",
                             "--json", str(report)])
     return code, out.getvalue(), err.getvalue(), report
