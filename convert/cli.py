@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +17,16 @@ from .config import (
     build_config,
     read_labels,
 )
-from .entry import KitArgumentParser, make_console, run_command, safe_output_streams, set_openmp_default
+from .entry import (
+    KitArgumentParser,
+    add_json_option,
+    json_to_stdout,
+    make_console,
+    run_command,
+    safe_output_streams,
+    set_openmp_default,
+    write_json,
+)
 from .errors import ConfigError
 
 
@@ -72,10 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-target", type=float, metavar="COSINE", help=(
         "with --sensitivity K: keep each tower's worst groups in fp32, one at a time, until its minimum "
         "cosine reaches COSINE (at most K a tower)"))
-    p.add_argument("--sensitivity-recipe", default="sensitivity.yaml", help="where --sensitivity writes its recipe")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
+    p.add_argument("--sensitivity-recipe", default="out/sensitivity.yaml", help=(
+        "where --sensitivity writes its recipe (default out/sensitivity.yaml)"))
+    add_json_option(p, "the summary (or the --sensitivity ranking)")
+    loud = p.add_mutually_exclusive_group()  # as deploy classify: one or the other, never both silently
+    loud.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    loud.add_argument("--verbose", action="store_true", help="also show the log lines of open_clip, huggingface_hub and urllib3")
     p.add_argument("--wide", action="store_true", help="every column of the tables")
     return p
 
@@ -170,9 +180,8 @@ def run_sensitivity(config, args, console, log) -> int:
     check_recipe_path(args.sensitivity_recipe)
     result = rank_groups(config, k=args.sensitivity, target=args.sensitivity_target, log=log)
     write_recipe(args.sensitivity_recipe, config, result)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    elif not args.quiet:
+    write_json(result.to_dict(), args.json)
+    if not args.quiet and not json_to_stdout(args):
         print_sensitivity(result, config, console, args.wide)
     return 0
 
@@ -182,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_openmp_default()
     safe_output_streams()
     args = build_parser().parse_args(argv)
-    console = make_console(stderr=args.json, wide=args.wide)
+    console = make_console(stderr=json_to_stdout(args), wide=args.wide)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(quantiz|TorchScript|torch.jit|lite).*")
-    quiet = args.quiet or args.json
+    quiet = args.quiet or json_to_stdout(args)
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
 
     def command() -> int:
@@ -201,9 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with console.status("converting") as status:
                 result = convert(config, log=lambda msg: (status.update(msg), console.log(msg)))
-        if args.json:
-            print(json.dumps({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, indent=2))
-        elif not args.quiet:
+        write_json({"out_dir": str(result.out_dir), "rows": result.rows, "manifest": result.manifest}, args.json)
+        if not args.quiet and not json_to_stdout(args):
             print_summary(result, console)
         return 0
 

@@ -6,13 +6,12 @@ the CLI overrides it. Built-in recipes live in ``assets/recipes`` and can be nam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .errors import ConfigError, LabelsError, close_matches, one_line, quoted
 
@@ -345,40 +344,48 @@ def resolve_recipe_path(recipe: str) -> Path:
     )
 
 
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
+@functools.cache
+def _recipe_loader():
+    """``(loader, duplicate-key error)``: the safe loader (libyaml's parser when PyYAML has it: a 1 MB value
+    took 4.7 s to parse in Python, 0.05 s in C) refusing a key given twice in one mapping. YAML lets the last
+    value win silently; in a recipe that is almost always a mistake (the first ``keep_fp32:`` list was dropped).
+    Built on first use, not at import: every deploy command imports this module, only recipes need yaml."""
+    import yaml
 
+    class DuplicateKey(yaml.constructor.ConstructorError):
+        pass
 
-class _RecipeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """The safe loader (libyaml's parser when PyYAML has it: a 1 MB value took 4.7 s to parse in Python,
-    0.05 s in C) refusing a key given twice in one mapping. YAML lets the last value win silently; in a
-    recipe that is almost always a mistake (the first ``keep_fp32:`` list was dropped)."""
+    class RecipeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        if key in seen:
+                            raise DuplicateKey(None, None, f"key {quoted(key)} is given twice (lines {seen[key]} "
+                                               f"and {line}); YAML would keep only the last: remove one")
+                        seen[key] = line
+                    except TypeError:  # an unhashable key: SafeLoader's own error says so
+                        continue
+            return super().construct_mapping(node, deep=deep)
 
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                try:
-                    if key in seen:
-                        raise _DuplicateKey(None, None, f"key {quoted(key)} is given twice (lines {seen[key]} and "
-                                            f"{line}); YAML would keep only the last: remove one")
-                    seen[key] = line
-                except TypeError:  # an unhashable key: SafeLoader's own error says so
-                    continue
-        return super().construct_mapping(node, deep=deep)
+    return RecipeLoader, DuplicateKey
 
 
 def load_recipe(recipe: str) -> dict[str, Any]:
     """Read a YAML recipe into a dict of ConvertConfig fields (keys checked, not yet validated)."""
+    import yaml  # here, not at the top: every deploy command imports this module, only recipes need yaml
+
     from .files import read_user_text
 
     path = resolve_recipe_path(recipe)
     text = read_user_text(str(path), "recipe", ConfigError)
+    loader, duplicate_key = _recipe_loader()
     try:
-        data = yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as exc:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except duplicate_key as exc:
         raise ConfigError(f"recipe {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

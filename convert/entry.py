@@ -1,7 +1,7 @@
 """What every entry point of the kit does around its command: the environment before torch loads (the OpenMP
-default, thread counts bounded by the CPUs), quiet third-party logging, the console and the output streams
-(escapes where the console cannot encode, JSON always UTF-8), usage errors, signals, and the one top-level
-error handler.
+default, thread counts bounded by the CPUs), quiet third-party logging, the console, report tables and the
+output streams (escapes where the console cannot encode, JSON always UTF-8, the one ``--json`` convention),
+usage errors, signals, and the one top-level error handler (interrupts included).
 
 ``python -m convert``, ``python -m deploy`` (and ``python -m deploy.verify``), the benchmark scripts and the
 tests' ``conftest`` use this module; it imports no torch (``import convert`` must stay light).
@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import ConfigError, KitError, quoted
@@ -171,6 +171,47 @@ def print_json(data: Any, *, indent: int | None = 2) -> None:
     sys.stdout.flush()
 
 
+JSON_STDOUT = "-"
+
+
+def _json_target(value: str) -> str:
+    if value != JSON_STDOUT and not value.lower().endswith(".json"):
+        # `--json photo.jpg` would overwrite the photo: argparse hands --json the next word when it is not an option.
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a .json file name (--json FILE writes FILE; --json alone prints JSON on stdout: "
+            "put it after the positional arguments)")
+    return value
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    """The kit's one ``--json`` convention (docs/deploy.md): ``--json`` alone prints ``what`` as one JSON
+    document on stdout and nothing else there (progress and warnings stay on stderr); ``--json FILE.json``
+    writes it to the file, atomically, and the usual output is printed as well."""
+    parser.add_argument("--json", nargs="?", const=JSON_STDOUT, type=_json_target, metavar="FILE.json", help=(
+        f"{what} as JSON: alone, on stdout (and nothing else there); with FILE.json, written to that file "
+        "besides the usual output"))
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """True when ``--json`` alone asked for JSON on stdout: the human-readable output is then left out."""
+    return getattr(args, "json", None) == JSON_STDOUT
+
+
+def write_json(data: Any, target: str | None) -> None:
+    """``data`` where ``--json`` says: stdout (``-``, through :func:`print_json`: UTF-8 whatever the console),
+    or the file, written atomically (never half-written)."""
+    if not target:
+        return
+    if target == JSON_STDOUT:
+        print_json(data)
+        return
+    from pathlib import Path
+
+    from .files import atomic_write_bytes
+
+    atomic_write_bytes(Path(target), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
 def make_console(stderr: bool = False, wide: bool = False):
     """A rich console that stays readable in a pipe or a log: 100 columns (``wide``: 200) when not a
     terminal, no source paths on log lines."""
@@ -178,6 +219,26 @@ def make_console(stderr: bool = False, wide: bool = False):
 
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else (200 if wide else 100), log_path=False)
+
+
+def report_table(columns: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1):
+    """The kit's table for reports that must fit a pipe (100 columns) or a narrow terminal: no outer
+    border, headers may take two lines (``"median\nms"``), the first ``text_columns`` columns left-aligned
+    and folded when space runs out; the others (numbers) right-aligned and never cut, each at least as
+    wide as its widest cell (rich would otherwise cut "2239.41" to "2239…")."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for i, col in enumerate(columns):
+        if i < text_columns:
+            t.add_column(col, justify="left", overflow="fold")
+        else:
+            width = max([len(str(r[i])) for r in rows] + [len(part) for part in col.split("\n")])
+            t.add_column(col, justify="right", no_wrap=True, min_width=width)
+    for r in rows:
+        t.add_row(*r)
+    return t
 
 
 class Terminated(BaseException):

@@ -39,6 +39,38 @@ class _SortedNames(set):
         return iter(items)
 
 
+def importable_name(filename: str | None) -> str | None:
+    """``/any/prefix/open_clip/transformer.py`` -> ``open_clip/transformer.py``: the path below the
+    longest ``sys.path`` entry holding it (where ``import`` finds it), else the bare file name.
+
+    TorchScript records each scripted function's source file name in the archive's ``.debug_pkl``
+    records (the source ranges its error messages quote); absolute paths made two installs of the same
+    kit and torch (two virtualenvs, two clones) write different artifacts (issue 21)."""
+    import os
+    import sys
+
+    if not filename:
+        return filename
+    path = os.path.abspath(filename)
+    roots = sorted((os.path.abspath(p or os.curdir) for p in sys.path), key=len, reverse=True)
+    for root in roots:
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root).replace(os.sep, "/")
+    return os.path.basename(path)
+
+
+def _relative_source_files(get_source_lines_and_file):
+    def wrapper(obj, error_msg=None):
+        lines, lineno, filename = get_source_lines_and_file(obj, error_msg)
+        return lines, lineno, importable_name(filename)
+
+    return wrapper
+
+
+# The modules that call torch._sources.get_source_lines_and_file by their own global name.
+_SOURCE_FILE_USERS = ("torch._sources", "torch.jit.frontend", "torch._jit_internal", "torch.jit.annotations")
+
+
 @contextlib.contextmanager
 def deterministic_scripting():
     """Script so that the same module gives the same archive bytes in any process, at any time.
@@ -59,11 +91,34 @@ def deterministic_scripting():
       Each tower is scripted into a fresh compilation unit and type cache (the module keeps its unit
       alive; ``optimize_for_mobile`` clones into the module's own unit).
 
-    Both patch private names of ``torch.jit`` (pinned torch 2.12.1) and are undone on exit; a torch
+    - **Source file names.** The ``.debug_pkl`` records name each scripted function's file: the
+      absolute path differed between two installs (two virtualenvs or clones). While scripting, the
+      file names are the importable ones (:func:`importable_name`: ``convert/head.py``,
+      ``open_clip/transformer.py``).
+
+    All patch private names of ``torch.jit`` (pinned torch 2.12.1) and are undone on exit; a torch
     without those names scripts as it always did (and ``tests/test_reproducible.py`` fails).
     """
+    import importlib
+
     from torch.jit import _recursive, _state
 
+    sources = [importlib.import_module(name) for name in _SOURCE_FILE_USERS]
+    sources = [m for m in sources if callable(getattr(m, "get_source_lines_and_file", None))]
+    original = {m: m.get_source_lines_and_file for m in sources}
+    for m in sources:
+        m.get_source_lines_and_file = _relative_source_files(original[m])
+    try:
+        with _fresh_compilation_unit(_recursive, _state):
+            yield
+    finally:
+        for m, fn in original.items():
+            m.get_source_lines_and_file = fn
+
+
+@contextlib.contextmanager
+def _fresh_compilation_unit(_recursive, _state):
+    """Constant order and mangled names (see :func:`deterministic_scripting`)."""
     if not (hasattr(_state, "_python_cu") and all(
             hasattr(_recursive, name) for name in ("_python_cu", "concrete_type_store", "ConcreteTypeStore"))):
         yield

@@ -22,30 +22,31 @@ import argparse
 import sys
 
 from convert.config import TEMPLATE_SETS, read_labels
-from convert.entry import print_json
+from convert.entry import add_json_option, json_to_stdout, write_json
 from convert.errors import ImageError
 
 from .artifacts import add_runtime_option, load_artifacts
-from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, image_files, open_image
-from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk
+from .preprocess import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP, Preprocessor, image_files, open_image
+from .runtime import cached_class_embeddings, encode_images, head_logits, logits_from_weights, topk, warn_random_weights
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify images on the converted artifacts",
                               description=__doc__.splitlines()[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images (searched recursively)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...), or folders of images "
+                                                              "(searched recursively)")
     p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
     p.add_argument("--labels", help="labels file (one a line) or names with a comma: cat,dog (one label: cat,); a word "
                                     "without a comma is a file name (default: the shipped head's labels)")
     p.add_argument("--templates", help="openai (80), simple (7), plain, or a file (default: the head's, else openai)")
     p.add_argument("--topk", type=int, default=3, help="labels shown per image (default 3)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    add_json_option(p, "the results")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="a table per image instead of one line")
     loud.add_argument("-q", "--quiet", action="store_true", help="print only the results and errors")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the class-embedding cache")
     add_runtime_option(p)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0 = no limit)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
     p.set_defaults(func=run)
 
 
@@ -99,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
         except ImageError as exc:  # this image only: the others are still classified
             results.append({"image": path, "error": str(exc)})
     failed = sum("error" in r for r in results)
-    if args.json:
-        print_json({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results})
+    if failed < len(results) and not args.quiet:  # with the answers it qualifies, not with an error line
+        warn_random_weights(artifacts.manifest)
+    write_json({"artifacts": str(args.artifacts), "kind": artifacts.kind, "results": results}, args.json)
+    if json_to_stdout(args):
+        pass
     elif args.verbose:
         _print_tables(results, artifacts)
     else:

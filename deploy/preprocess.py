@@ -40,6 +40,8 @@ from convert.errors import ImageError, quoted
 from convert.files import describe_path, path_kind
 
 DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_HELP = (f"refuse images above this many pixels, read from the header before decoding (default "
+                   f"{DEFAULT_MAX_PIXELS}; 0 = no limit)")
 # Longest side / shortest side. Resizing the short side of a 1 x 1,000,000 strip to 64 asks for a 64 x 64e6
 # image (MemoryError); at 1000:1 a 336-pixel input needs at most a 336 x 336,000 RGB image (340 MB).
 MAX_ASPECT = 1000

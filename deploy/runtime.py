@@ -108,14 +108,18 @@ class Progress:
     (a timer shows it, so a slow first step is covered too).
 
     Never with ``enabled=False`` (``--quiet``). Transient (gone when done) and without source paths (rich's
-    ``console.log`` would add ``file.py:NN``). When stderr is no terminal, one plain line instead.
+    ``console.log`` would add ``file.py:NN``). When stderr is no terminal, one plain line instead, and with
+    ``every`` another one at most every ``every`` seconds as the work advances (long runs: bench, evaluate).
+    ``describe(what)`` changes the description; ``log(message)`` prints a line above the bar.
     """
 
-    def __init__(self, total: int, what: str, enabled: bool = True, delay: float = 1.0) -> None:
+    def __init__(self, total: int, what: str, enabled: bool = True, delay: float = 1.0,
+                 every: float | None = None) -> None:
         import threading
 
-        self.total, self.what, self.enabled, self.delay = int(total), what, enabled, delay
+        self.total, self.what, self.enabled, self.delay, self.every = int(total), what, enabled, delay, every
         self.done = 0
+        self._last_line: float | None = None
         self.start = time.monotonic()
         self._lock = threading.Lock()
         self._timer = None
@@ -140,8 +144,7 @@ class Progress:
 
             console = Console(stderr=True)
             if not console.is_terminal:
-                print(f"{self.what}: {self.done}/{self.total} done after {time.monotonic() - self.start:.0f} s ...",
-                      file=sys.stderr, flush=True)
+                self._plain_line()
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
@@ -151,11 +154,36 @@ class Progress:
             self._bar.start()
             self._task = self._bar.add_task(self.what, total=self.total, completed=self.done)
 
+    def _plain_line(self) -> None:
+        self._last_line = time.monotonic()
+        print(f"{self.what}: {self.done}/{self.total} done after {self._last_line - self.start:.0f} s ...",
+              file=sys.stderr, flush=True)
+
     def advance(self, n: int = 1) -> None:
         with self._lock:
             self.done += n
             if self._bar is not None:
                 self._bar.update(self._task, completed=self.done)
+            elif (self._last_line is not None and self.every is not None and not self._closed
+                  and self.done < self.total and time.monotonic() - self._last_line >= self.every):
+                self._plain_line()
+
+    def describe(self, what: str) -> None:
+        """A new description (the step now running)."""
+        with self._lock:
+            self.what = what
+            if self._bar is not None:
+                self._bar.update(self._task, description=what)
+
+    def log(self, message: str) -> None:
+        """One plain line on stderr (above the bar when it shows), unless disabled."""
+        if not self.enabled:
+            return
+        with self._lock:
+            if self._bar is not None:
+                self._bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            else:
+                print(message, file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         with self._lock:

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from convert.entry import print_json
+from convert.entry import add_json_option, json_to_stdout, write_json
 from convert.errors import ConfigError, OutputError
 from convert.files import torch_save_atomic
 
 from .artifacts import add_runtime_option, load_artifacts
-from .preprocess import DEFAULT_MAX_PIXELS, ImageError, Preprocessor, list_images, open_image
-from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_truncated
+from .preprocess import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP, ImageError, Preprocessor, list_images, open_image
+from .runtime import Progress, cache_dir, encode_images, encode_tokens, ensure_role, warn_random_weights, warn_truncated
 from .tokenizer import KitTokenizer
 
 INDEX_FORMAT = "clip-mobile-kit-index"
@@ -39,16 +39,16 @@ INDEX_VERSION = 1
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("search", help="rank a folder of images by a text or image query",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--artifacts", required=True)
+    p.add_argument("--artifacts", required=True, help="artifact directory (with manifest.json)")
     p.add_argument("--images", required=True, metavar="FOLDER", help="folder of images (searched recursively)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query", help="text query")
     q.add_argument("--image-query", metavar="IMG", help="image query (image-to-image search)")
     p.add_argument("--index", help="index file (default: a cache file per folder and artifacts)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--topk", type=int, default=5, help="results shown (default 5)")
+    add_json_option(p, "the results")
     add_runtime_option(p)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings")
     p.set_defaults(func=run)
 
@@ -259,10 +259,11 @@ def run(args: argparse.Namespace) -> int:
     q = query_embedding(artifacts, args.query, args.image_query, max_pixels, quiet=args.quiet)
     index, stats = build_index(artifacts, args.images, args.index, max_pixels, quiet=args.quiet)
     hits = rank(index, q, args.topk)
-    if args.json:
-        print_json({"query": args.query, "image_query": args.image_query, "index": index["file"],
-                    "stats": stats, "results": [{"path": p, "score": round(s, 6)} for p, s in hits]})
-    else:
+    if not args.quiet:  # with the answers it qualifies, not with an error line
+        warn_random_weights(artifacts.manifest)
+    write_json({"query": args.query, "image_query": args.image_query, "index": index["file"], "stats": stats,
+                "results": [{"path": p, "score": round(s, 6)} for p, s in hits]}, args.json)
+    if not json_to_stdout(args):
         from rich.console import Console
         from rich.table import Table
 

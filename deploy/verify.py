@@ -6,7 +6,8 @@ the listed size and sha256; each model file's embedded ``clip_kit.json``, a ``.p
 (fbgemm) artifacts. The shell wrappers that push files to a device (``benchmarks/android/*.sh``) run it
 first, as ``python -m deploy.verify`` (which works whether or not ``deploy`` lists the command).
 
-Prints one summary line (nothing with ``--quiet``) and exits 0, or one ``error:`` line and exits 2.
+Prints one summary line (nothing with ``--quiet``; ``--json`` alone: one JSON document instead) and exits 0, or
+one ``error:`` line and exits 2.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from convert.entry import add_json_option, json_to_stdout, write_json
+
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR", help="artifact directory (with manifest.json)")
     p.add_argument("--target", choices=("android", "x86"), help="also require artifacts converted for this target")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_json_option(p, "what was verified")
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from convert.artifact import verify_all
 
     manifest = verify_all(args.directory, args.target)
-    if not args.quiet:
+    write_json({"directory": str(args.directory), "verified": True, "model": manifest["model"]["name"],
+                "target": manifest["target"], "engine": manifest["engine"],
+                "bytecode": manifest["versions"].get("bytecode"), "executorch": manifest["versions"].get("executorch"),
+                "files": [{k: e.get(k) for k in ("file", "role", "format", "bytes", "sha256")} for e in manifest["files"]]},
+               args.json)
+    if not args.quiet and not json_to_stdout(args):
         bytecode = manifest["versions"].get("bytecode")
         executorch = manifest["versions"].get("executorch")
         runtimes = ([f"bytecode v{bytecode}"] if bytecode else []) + ([f"executorch {executorch}"] if executorch else [])

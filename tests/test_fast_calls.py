@@ -74,6 +74,8 @@ from deploy.__main__ import main
 common = ["--artifacts", {str(art)!r}]
 assert main(["search", *common, "--images", {str(imgs[0].parent)!r}, "--query", "a red circle", "--json"]) == 0
 assert "open_clip" not in sys.modules, "search imported open_clip"
+# nor what only conversions and the bench need (issue 21: the kit's share of a cached query)
+assert not [m for m in ("yaml", "deploy.bench.plan") if m in sys.modules], "search imported yaml or the bench planner"
 assert main(["classify", {str(imgs[0])!r}, *common, "--labels", {LABELS!r}, "--templates", "simple"]) == 0
 assert "open_clip" not in sys.modules, "cached classify imported open_clip"
 assert main(["classify", {str(imgs[0])!r}, *common, "--labels", {LABELS!r}, "--templates", {str(templates)!r}]) == 0

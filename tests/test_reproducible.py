@@ -75,6 +75,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from convert import export
+from open_clip.transformer import LayerNormFp32
 
 class Consts(nn.Module):
     alpha: torch.jit.Final[int]
@@ -89,11 +90,12 @@ class Consts(nn.Module):
         self.epsilon, self.zeta, self.eta, self.theta = 1, 2, 3, 4
         self.norm = nn.LayerNorm(8)
         self.act = nn.GELU()
+        self.norm32 = LayerNormFp32(8)  # open_clip's source file, scripted too
 
     def forward(self, x):
         if self.gamma == "argmax" and not self.delta:
             x = x * self.alpha + self.beta + self.epsilon + self.zeta + self.eta + self.theta
-        return self.act(self.norm(x))
+        return self.act(self.norm32(self.norm(x)))
 
 out = Path(tempfile.mkdtemp())
 scripted = export.script_tower(Consts(), "test")
@@ -106,13 +108,24 @@ for path in sorted(out.iterdir()):
 """
 
 
-def test_scripting_does_not_depend_on_the_hash_seed(tmp_path):
-    script = tmp_path / "script_consts.py"  # TorchScript reads the class's source from its file
-    script.write_text(_SCRIPT, encoding="utf-8")
+def test_scripting_depends_on_neither_the_hash_seed_nor_the_install_path(tmp_path):
+    """Each process scripts from its own install: the kit (and the script) copied to two paths of different
+    lengths, the second with its own copy of open_clip too (another site-packages). TorchScript records
+    source file names in ``.debug_pkl``: absolute ones made two virtualenvs write different artifacts."""
+    import open_clip
+
+    installs = {"1": tmp_path / "a", "4": tmp_path / "install" / "much" / "deeper" / "b"}
+    for root in installs.values():
+        for package in ("convert", "assets"):
+            shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+        (root / "script_consts.py").write_text(_SCRIPT, encoding="utf-8")  # TorchScript reads the source file
+    shutil.copytree(Path(open_clip.__file__).parent, installs["4"] / "open_clip",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     outputs = []
-    for seed in ("1", "4"):
-        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(ROOT))
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT)
+    for seed, root in installs.items():
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(root))
+        proc = subprocess.run([sys.executable, str(root / "script_consts.py")], capture_output=True, text=True,
+                              env=env, cwd=root)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs.append(proc.stdout)
     assert outputs[0].count("\n") == 4

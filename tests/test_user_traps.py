@@ -91,11 +91,22 @@ def test_random_weights_are_marked_in_the_manifest_and_every_report(convert_tiny
     assert any(ln.startswith("warning: these artifacts carry RANDOM weights (--pretrained none)")
                for ln in out.splitlines()), out
     assert not SOURCE_PATH.search(out + err), out + err  # no file.py:NN on log lines
-    # classify / search: one warning line on stderr, from the helper they call.
+    # classify / search (the commands, not the helper): exactly one warning line on stderr, none with --quiet.
+    image = shape_images(tmp_path / "imgs", n=2)[0]
+    images = image.parent
+    runs = {"classify": ("classify", image, "--artifacts", result.out_dir),
+            "search": ("search", "--artifacts", result.out_dir, "--images", images, "--query", "a red circle",
+                       "--index", tmp_path / "index.pt")}
+    for name, argv in runs.items():
+        code, out, err = run_deploy(capsys, *argv)
+        assert code == 0, err
+        warned = [ln for ln in err.splitlines() if "RANDOM weights (--pretrained none)" in ln]
+        assert len(warned) == 1 and warned[0].startswith("warning: "), (name, err)
+        code, out, err = run_deploy(capsys, *argv, "--quiet")
+        assert code == 0 and "RANDOM" not in err, (name, err)
     stream = io.StringIO()
     assert warn_random_weights(manifest, stream) is True
     assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith("warning: ")
-    assert "RANDOM weights (--pretrained none)" in stream.getvalue()
     # Older manifests (no field) still say it; trained weights and checkpoints never do.
     assert random_weights({"model": {"name": "x", "pretrained": "none", "checkpoint": None}})
     assert not random_weights({"model": {"name": "x", "pretrained": "builtin"}})

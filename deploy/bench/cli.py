@@ -10,14 +10,14 @@ The artifact directory is verified first by the one reader (sha256, confinement,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from convert.entry import check_thread_count
+from convert.entry import add_json_option, check_thread_count, json_to_stdout, write_json
 from convert.errors import ConfigError
 
-from .plan import Settings, model_entry
+if TYPE_CHECKING:  # plan is imported when a bench runs, not when `python -m deploy` builds its parser
+    from .plan import Settings
 from .report import ROLES, SCHEMA, SCHEMA_VERSION, VARIANTS, load_reports, plot, render_table, to_markdown, validate_report
 
 DEFAULT_VARIANTS = ("eager-fp32", "eager-int8", "jit", "lite")
@@ -48,11 +48,12 @@ def add_parser(subparsers) -> None:
                                         "(its sha256 must match)")
     p.add_argument("--skip-reference-check", action="store_true",
                    help="do not verify that the rebuilt fp32 model matches the artifacts")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement process")
-    p.add_argument("--json", metavar="FILE", help="write the clip-mobile-kit-bench report")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement process (default 900)")
+    add_json_option(p, "the clip-mobile-kit-bench report (docs/formats.md)")
     p.add_argument("--markdown", metavar="FILE", help="write a markdown table")
     p.add_argument("--plot", metavar="FILE.png", help="size and latency bar charts (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no table or progress bar")
+    p.add_argument("--wide", action="store_true", help="every column of the table (default: those that fit 100 columns)")
     p.set_defaults(func=main)
 
 
@@ -60,6 +61,8 @@ def settings_from_args(args) -> Settings:
     for count in args.threads:  # first: nothing is started for a count this machine cannot run
         check_thread_count(count, "--threads")
     import torch
+
+    from .plan import Settings
 
     supported = torch.backends.quantized.supported_engines
     engines = tuple(args.engines) if args.engines else tuple(e for e in ("qnnpack", "fbgemm") if e in supported)
@@ -103,6 +106,8 @@ def check_variants(settings: Settings, verified, explicit: bool) -> None:
             raise ConfigError(f"--variants lite cannot run: {reason}")
         settings.variants = tuple(v for v in settings.variants if v != "lite")
         settings.notes.append(f"lite not measured: {reason}")
+    from .plan import model_entry
+
     roles = [r for r in settings.roles if model_entry(verified, r)]
     if not roles:
         raise ConfigError(f"--roles {' '.join(settings.roles)}: none is in {verified.directory}")
@@ -117,7 +122,7 @@ def write_outputs(reports: list[dict[str, Any]], args) -> None:
     if args.json:
         data = reports[0] if len(reports) == 1 else {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                                                       "reports": reports}
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_json(data, args.json)
     if args.markdown:
         Path(args.markdown).write_text(to_markdown(reports), encoding="utf-8")
     if args.plot:
@@ -130,7 +135,7 @@ def main(args) -> int:
 
     from .plan import run
 
-    console = make_console(wide=True)
+    console = make_console(wide=args.wide)
     from convert.files import check_output_file
 
     for flag in ("json", "markdown", "plot"):
@@ -140,9 +145,9 @@ def main(args) -> int:
         if args.directory:
             raise ConfigError("give either DIR or --from-json, not both")
         reports = load_reports(args.from_json)
-        if not args.quiet:
+        if not args.quiet and not json_to_stdout(args):
             for report in reports:
-                render_table(report, console)
+                render_table(report, console, wide=args.wide)
         write_outputs(reports, args)
         return 0
     if not args.directory:
@@ -162,14 +167,13 @@ def main(args) -> int:
     if args.quiet:
         report = run(settings, verified, None, **kwargs)
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from deploy.runtime import Progress
 
-        err = make_console(stderr=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as progress:
-            report = run(settings, verified, progress, log=lambda m: progress.console.log(m), **kwargs)
+        # A bar in a terminal; in a pipe or a log a plain line at least every 10 s (runs take minutes).
+        report = run(settings, verified, lambda total, what: Progress(total, what, delay=0, every=10.0),
+                     log=make_console(stderr=True).log, **kwargs)
     validate_report(report)
-    if not args.quiet:
-        render_table(report, console)
+    if not args.quiet and not json_to_stdout(args):
+        render_table(report, console, wide=args.wide)
     write_outputs([report], args)
     return 0

@@ -335,7 +335,10 @@ def aggregate(case: Case, samples: list[dict[str, Any]], manifest: dict[str, Any
 def run(settings: Settings, verified, progress=None, check_reference: bool = True, checkpoint: str | None = None,
         log=lambda message: None) -> dict[str, Any]:
     """Measure every planned configuration (``verified``: the artifact directory, checked by the one
-    reader); the fp32 reference is rebuilt once and serves the reference check, sizes and the ONNX peer."""
+    reader); the fp32 reference is rebuilt once and serves the reference check, sizes and the ONNX peer.
+    ``progress(total, what)``: a :class:`deploy.runtime.Progress`-like context manager for the
+    measurements (``advance``, ``describe``), or None."""
+    import contextlib
     import shutil
     import tempfile
     from datetime import datetime, timezone
@@ -344,6 +347,7 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
 
     from .peers import ONNX_EXPORT, export_onnx
     from .report import SCHEMA, SCHEMA_VERSION, add_ratios, diagnose
+    from .worker import SAMPLE_TEXT, SAMPLE_TOKENS
 
     manifest = verified.manifest
     env = environment(settings)
@@ -372,15 +376,17 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
         cases = plan(settings, verified, sizes, onnx)
         worker_config = dict(config.to_dict(), out=None, install_to=None, recipe=None) if config else None
         samples: dict[tuple, list[dict[str, Any]]] = {c.key: [] for c in cases}
-        task = progress.add_task("benchmarking", total=len(cases) * settings.repeats) if progress else None
-        for rep in range(settings.repeats):
-            for case in cases:  # round-robin: every variant once per repetition
-                if progress:
-                    progress.update(task, description=f"rep {rep + 1}/{settings.repeats} {case.role} {case.variant} "
-                                                      f"{case.engine or ''} {case.threads}t {case.omp}")
-                samples[case.key].append(run_case(case, settings, worker_spec(case, settings, verified, worker_config)))
-                if progress:
-                    progress.advance(task)
+        total = len(cases) * settings.repeats
+        bar = progress(total, f"benchmarking: {total} fresh processes") if progress else contextlib.nullcontext()
+        with bar:
+            for rep in range(settings.repeats):
+                for case in cases:  # round-robin: every variant once per repetition
+                    if progress:
+                        bar.describe(f"rep {rep + 1}/{settings.repeats} {case.role} {case.variant} "
+                                     f"{case.engine or ''} {case.threads}t {case.omp}".replace("  ", " "))
+                    samples[case.key].append(run_case(case, settings, worker_spec(case, settings, verified, worker_config)))
+                    if progress:
+                        bar.advance()
         results = [aggregate(c, samples[c.key], manifest) for c in cases]
     finally:
         if tmp is not None:
@@ -400,7 +406,13 @@ def run(settings: Settings, verified, progress=None, check_reference: bool = Tru
                      "rss_baseline": "RSS after importing the runtime (torch; + open_clip for eager, + onnxruntime for onnx)",
                      "eager_load": "rebuild from manifest (create model, load weights, build tower, quantize)",
                      "zero_shot_head_eager": "fp32 head with random weights of the artifact's shape (timing only)",
-                     "onnx": ONNX_EXPORT if onnx else None},
+                     "onnx": ONNX_EXPORT if onnx else None,
+                     # what one call computes (the inputs the worker builds from these declarations)
+                     "inputs": {role: [{"shape": list(i["shape"]), "dtype": i["dtype"]}
+                                       for i in verified.entry(role, "lite").get("inputs") or []]
+                                for role in settings.roles if verified.entry(role, "lite")},
+                     "prompt_tokens": len(SAMPLE_TOKENS) + 2, "prompt_text": SAMPLE_TEXT,
+                     "truncate_text": bool((manifest.get("config") or {}).get("truncate_text"))},
         "reference_check": ref,
         "command": " ".join(["python -m deploy bench"] + sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None,
     }

@@ -29,6 +29,11 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
             r["anon_after_first_call_to_size"] = round(anon / r["size_bytes"], 3)
 
 
+QNNPACK_ON_X86 = ("qnnpack on x86 is expected to be slow (it is built for ARM; here it runs its generic x86 "
+                  "kernels): the qnnpack int8 figures are not what a phone does; measure on the phone "
+                  "(benchmarks/android, the demo app), or convert --target x86 (fbgemm) for x86")
+
+
 def diagnose(report: dict[str, Any]) -> list[str]:
     """Facts worth a line under the table (measured, not assumed)."""
     notes = []
@@ -55,8 +60,10 @@ def diagnose(report: dict[str, Any]) -> list[str]:
             r.get("omp_wait_policy") == "PASSIVE" for r in results):
         notes.append("android (XNNPACK-optimized) artifacts on x86 with OpenMP threads spinning: measure with "
                      "--omp-wait-policy PASSIVE default to see the difference")
+    if env.get("host") in ("x86_64", "AMD64") and any(r.get("engine") == "qnnpack" for r in results):
+        notes.append(QNNPACK_ON_X86)
     la0, la1 = env.get("load_average_start"), env.get("load_average_end")
-    if la1 and env.get("cpu_count") and max(la0[0], la1[0]) > 0.5 * env["cpu_count"] + 0.5:
+    if la0 and la1 and env.get("cpu_count") and max(la0[0], la1[0]) > 0.5 * env["cpu_count"] + 0.5:
         notes.append(f"machine was busy (1-min load average {la0[0]:.2f} -> {la1[0]:.2f} on {env['cpu_count']} CPUs): "
                      "absolute times are inflated; the interleaved ratios are the robust figures")
     return notes
@@ -79,21 +86,46 @@ def _f(v: float | None, digits: int = 1) -> str:
 
 COLUMNS = ("role", "variant", "engine", "thr", "OMP", "size MiB", "x size", "load ms", "first ms",
            "median ms", "p90 ms", "x fp32", "RSS+ MiB", "RSS+/size", "anon+/size")
+# The default (compact) table: what fits 100 columns; ``--wide`` shows every one of COLUMNS.
+COMPACT = ("role", "variant", "engine", "thr", "OMP", "size MiB", "x size", "load ms", "first ms", "median ms",
+           "x fp32", "RSS+ MiB")
+LEGEND = {
+    "size MiB": "the artifact file (eager: the serialized state_dict)",
+    "x size": "size / fp32 eager size",
+    "load ms": "load in a fresh process (eager: rebuild from the manifest)",
+    "first ms": "the first call",
+    "median ms": "median of the timed calls", "p90 ms": "90th percentile of the timed calls",
+    "x fp32": "median / fp32 eager median (same tower, threads, OMP policy)",
+    "RSS+ MiB": "peak RSS above the RSS right after importing the runtime",
+    "RSS+/size": "RSS+ / size",
+    "anon+/size": "anonymous memory above that baseline after the first call / size",
+}
+SHORT_ROLES = {"image_encoder": "image", "text_encoder": "text", "zero_shot_head": "head"}
 
 
-def rows(report: dict[str, Any]) -> list[list[str]]:
-    out = []
-    for r in report["results"]:
-        out.append([
-            r["role"], r["variant"], r.get("engine") or "-", _threads(r),
-            str(r.get("omp_wait_policy") or "unset"), _mib(r.get("size_bytes")),
-            _f(r.get("size_ratio_to_eager_fp32"), 3), _f((r.get("load_ms") or {}).get("median")),
-            _f(r.get("first_ms")), _f((r.get("steady_ms") or {}).get("median"), 2),
-            _f((r.get("steady_ms") or {}).get("p90"), 2), _f(r.get("latency_ratio_to_eager_fp32"), 3),
-            _mib(r.get("peak_rss_above_baseline_bytes")), _f(r.get("rss_above_baseline_to_size"), 2),
-            _f(r.get("anon_after_first_call_to_size"), 2),
-        ])
-    return out
+def _row(r: dict[str, Any]) -> dict[str, str]:
+    return {
+        "role": r["role"], "variant": r["variant"], "engine": r.get("engine") or "-", "thr": _threads(r),
+        "OMP": str(r.get("omp_wait_policy") or "unset"), "size MiB": _mib(r.get("size_bytes")),
+        "x size": _f(r.get("size_ratio_to_eager_fp32"), 3), "load ms": _f((r.get("load_ms") or {}).get("median")),
+        "first ms": _f(r.get("first_ms")), "median ms": _f((r.get("steady_ms") or {}).get("median"), 2),
+        "p90 ms": _f((r.get("steady_ms") or {}).get("p90"), 2), "x fp32": _f(r.get("latency_ratio_to_eager_fp32"), 3),
+        "RSS+ MiB": _mib(r.get("peak_rss_above_baseline_bytes")), "RSS+/size": _f(r.get("rss_above_baseline_to_size"), 2),
+        "anon+/size": _f(r.get("anon_after_first_call_to_size"), 2),
+    }
+
+
+def rows(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[list[str]]:
+    return [[cells[c] for c in columns] for cells in map(_row, report["results"])]
+
+
+def table_columns(report: dict[str, Any], wide: bool = False) -> tuple[str, ...]:
+    """Every column with ``wide``; else the compact set, without OMP when a single policy was measured
+    (the header line names it)."""
+    if wide:
+        return COLUMNS
+    policies = {r.get("omp_wait_policy") for r in report["results"]}
+    return tuple(c for c in COMPACT if c != "OMP" or len(policies) > 1)
 
 
 def env_line(env: dict[str, Any]) -> str:
@@ -106,19 +138,67 @@ def env_line(env: dict[str, Any]) -> str:
                if env.get("load_average_start") and env.get("load_average_end") else ""))
 
 
-def render_table(report: dict[str, Any], console, title: str | None = None) -> None:
-    from rich.table import Table
+def _shape(item: dict[str, Any]) -> str:
+    return "x".join(str(d) for d in item.get("shape") or []) + f" {item.get('dtype', '')}".rstrip()
+
+
+def timed_lines(report: dict[str, Any]) -> list[str]:
+    """What one call computes (per tower: the input batch and size, the prompt's length in tokens) and how
+    many calls and processes make a figure; empty parts for reports that do not record them (the app's)."""
+    s = report.get("settings") or {}
+    lines = []
+    inputs = s.get("inputs") or {}
+    parts = []
+    for role, items in inputs.items():
+        if not items:
+            continue
+        shape = items[0].get("shape") or []
+        if role == "image_encoder" and len(shape) == 4:
+            parts.append(f"image_encoder: a batch of {shape[0]} image(s) of {shape[2]}x{shape[3]} ({_shape(items[0])})")
+        elif role == "text_encoder" and len(shape) == 2:
+            n, ctx = s.get("prompt_tokens"), shape[1]
+            what = f"{shape[0]} prompt(s) {s.get('prompt_text', '')!r}, {n} of {ctx} tokens with start/end" if n else \
+                f"{shape[0]} prompt(s) of {ctx} tokens"
+            if n and s.get("truncate_text"):
+                what += f" (the int8 towers compute {n} positions, truncate_text; fp32 eager all {ctx})"
+            parts.append(f"text_encoder: {what}")
+        else:
+            parts.append(f"{role}: {_shape(items[0])}")
+    if parts:
+        lines.append("one call: " + "; ".join(parts))
+    if s.get("repeats") is not None:
+        lines.append(f"per figure: {s['repeats']} fresh process(es) per configuration (interleaved), each 1 first "
+                     f"call + {s['warmup']} warm-up + {s['iters']} timed calls; threads "
+                     f"{' '.join(map(str, (report['environment'].get('threads_measured') or [report['environment'].get('threads')])))}")
+    return lines
+
+
+def render_table(report: dict[str, Any], console, title: str | None = None, wide: bool = False) -> None:
+    """Header lines (model, environment, what was timed), the table (compact unless ``wide``), a legend
+    of the shown columns, the notes. Plain lines, not table titles: rich wraps titles mid-word."""
+    from convert.entry import report_table
+
+    def line(text: str) -> None:
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
 
     model = (report.get("model") or {}).get("name") if isinstance(report.get("model"), dict) else None
-    table = Table(title=title or f"{model or 'artifacts'} ({report.get('target') or report['environment'].get('host')})",
-                  caption=env_line(report["environment"]))
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("role", "variant", "engine", "OMP") else "right")
-    for row in rows(report):
-        table.add_row(*row)
-    console.print(table)
+    line(title or f"{model or 'artifacts'} ({report.get('target') or report['environment'].get('host')}"
+                  + (f" artifacts, {report['artifact_engine']}" if report.get("artifact_engine") else "") + ")")
+    line(env_line(report["environment"]))
+    for text in timed_lines(report):
+        line(text)
+    columns = table_columns(report, wide)
+    body = rows(report, columns)
+    if not wide:
+        body = [[SHORT_ROLES.get(c, c) if i == 0 else c for i, c in enumerate(r)] for r in body]
+    headers = [c if c in ("role", "variant", "engine", "thr", "OMP") else c.replace(" ", "\n", 1) for c in columns]
+    console.print(report_table(headers, body, text_columns=3))
+    line("columns" + ("" if wide else " (--wide: every column)") + ":")
+    for c in columns:
+        if c in LEGEND:
+            line(f"  {c:<10} {LEGEND[c]}")
     for note in report.get("notes") or []:
-        console.print(f"- {note}")
+        line(f"- {note}")
 
 
 def to_markdown(reports: list[dict[str, Any]]) -> str:
@@ -130,14 +210,12 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
         parts.append(f"Environment: {env_line(report['environment'])}\n")
         if report.get("command"):
             parts.append(f"Command: `{report['command']}`\n")
-        s = report.get("settings")
-        if s:
-            parts.append(f"Settings: {s['repeats']} fresh processes per configuration (interleaved), {s['warmup']} warm-up "
-                         f"+ {s['iters']} timed calls each. Ratios are to fp32 eager, same threads and OMP policy.\n")
+        parts.extend(f"{text}\n" for text in timed_lines(report))
         parts.append("| " + " | ".join(COLUMNS) + " |")
         parts.append("|" + "|".join("---" if c in ("role", "variant", "engine", "OMP") else "---:" for c in COLUMNS) + "|")
         for row in rows(report):
             parts.append("| " + " | ".join(row) + " |")
+        parts.append("\nColumns: " + "; ".join(f"{c}: {d}" for c, d in LEGEND.items()) + ".")
         notes = report.get("notes") or []
         if notes:
             parts.append("")
@@ -198,6 +276,8 @@ def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
         except ArtifactError as exc:
             raise ArtifactError(f"{p}: {exc}") from None
         add_ratios(data["results"])
+        # Notes this kit version knows how to make, for reports written before it did.
+        data["notes"] = list(dict.fromkeys(list(data.get("notes") or []) + diagnose(data)))
         reports.append(data)
     return reports
 
@@ -232,3 +312,11 @@ def validate_report(report: Any) -> None:
         for key in ("load_ms", "steady_ms"):
             if not isinstance(r[key], dict) or set(r[key]) < {"median", "p90", "samples"}:
                 raise ArtifactError(f"a result's {key} lacks median/p90/samples")
+    # Optional (desktop additions): what one call computed, per role.
+    inputs = (report.get("settings") or {}).get("inputs") if isinstance(report.get("settings"), dict) else None
+    if inputs is not None:
+        if not isinstance(inputs, dict) or any(
+                not isinstance(items, list) or any(not isinstance(i, dict) or not isinstance(i.get("shape"), list)
+                                                   or not isinstance(i.get("dtype"), str) for i in items)
+                for items in inputs.values()):
+            raise ArtifactError("settings.inputs must map each role to a list of {shape: [...], dtype: str}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 # Token ids of "a photo of a dog." in open_clip's CLIP BPE (between sot and eot); any ids time the same.
+SAMPLE_TEXT = "a photo of a dog."
 SAMPLE_TOKENS = (320, 1125, 539, 320, 1929, 269)
 
 
