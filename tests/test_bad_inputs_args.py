@@ -287,13 +287,16 @@ def test_output_files_are_checked_before_the_work(art, deploy_cli, tmp_path, mon
 
     monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
     monkeypatch.setattr(plan, "run", lambda *a, **k: pytest.fail("the benchmark started"))
-    one_line(*deploy_cli("evaluate", "--artifacts", art, "--json", tmp_path)[::2], "--json", "is a directory")
+    (tmp_path / "folder.json").mkdir()  # a .json name (the --json convention refuses others), yet a folder
+    one_line(*deploy_cli("evaluate", "--artifacts", art, "--json", tmp_path / "folder.json")[::2], "--json",
+             "is a directory")
     one_line(*deploy_cli("evaluate", "--artifacts", art, "--json", tmp_path / "no" / "r.json")[::2], "does not exist")
     (tmp_path / "plots.png").write_bytes(b"")
     one_line(*deploy_cli("evaluate", "--artifacts", art, "--plots", tmp_path / "plots.png")[::2], "--plots",
              "is a regular file, not a directory")
     one_line(*deploy_cli("bench", art, "--threads", "1", "--markdown", tmp_path)[::2], "--markdown", "is a directory")
-    one_line(*deploy_cli("bench", art, "--threads", "1", "--json", "j" * 300)[::2], "--json", "not a file name")
+    one_line(*deploy_cli("bench", art, "--threads", "1", "--json", "j" * 300 + ".json")[::2], "--json",
+             "not a file name")
 
 
 def test_bench_reports_that_are_not_objects(deploy_cli, tmp_path):
