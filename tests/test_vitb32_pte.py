@@ -34,7 +34,6 @@ def test_vitb32_pte_size_fidelity_and_delegation(vitb32_pte):
 
 def test_vitb32_pte_directory_verifies(vitb32_pte, capsys):
     from _deploy_helpers import run_entry
-
     from deploy.__main__ import main
 
     code, out, err = run_entry(main, capsys, "verify", vitb32_pte.out_dir)
