@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import operator
 import shutil
 import warnings
 from collections import Counter
@@ -184,16 +185,18 @@ def delegation_report(graph_module) -> dict[str, dict[str, int]]:
     delegated: Counter[str] = Counter()
     portable: Counter[str] = Counter()
     segments = 0
+    def counted(node) -> bool:  # operators; not Python's own (getitem on tuple outputs, symbolic-size arithmetic)
+        return (node.op == "call_function" and getattr(node.target, "__module__", None) != operator.getitem.__module__
+                and node.target is not operator.getitem and op_name(node) != "sym_size.int")
+
     for node in graph_module.graph.nodes:
         if node.op == "get_attr" and node.name.startswith("lowered_module"):
             segments += 1
             for inner in getattr(graph_module, node.name).original_module.graph.nodes:
-                if inner.op == "call_function":
+                if counted(inner):
                     delegated[op_name(inner)] += 1
-        elif node.op == "call_function" and "executorch_call_delegate" not in str(node.target) \
-                and not str(node.target).startswith("<built-in"):
-            if str(op_name(node)) not in ("sym_size.int",):
-                portable[op_name(node)] += 1
+        elif counted(node) and "executorch_call_delegate" not in str(node.target):
+            portable[op_name(node)] += 1
     return {"xnnpack": dict(sorted(delegated.items())), "portable": dict(sorted(portable.items())),
             "segments": {"xnnpack": segments}}
 
