@@ -4,7 +4,8 @@
 # the .ptl files in torch 2.1.0's lite interpreter (the runtime of pytorch_android_lite:2.1.0), the .pte
 # files in ExecuTorch 1.3.1's runtime (needs the kit's executorch extra in .venv, as .ci/run installs it).
 #
-#     bash .ci/arm64.sh                       # tests/test_arm64.py -m arm64 (the tiny model, .ptl and .pte)
+#     bash .ci/arm64.sh                       # tests/test_arm64.py -m arm64 (the tiny model, .ptl and .pte;
+#                                             #   ~2-3 min warm for .ptl, +4-10 min for .pte, README.md)
 #     bash .ci/arm64.sh -m arm64_vitb32       # the opt-in ViT-B-32 check instead (extra pytest arguments)
 #
 # Expects .venv (the kit) and .venv21 (torch 2.1.0 x86; or CLIPKIT_RUNTIME21_PYTHON), as .ci/run makes them.
