@@ -213,6 +213,13 @@ def test_the_pte_worker_cuts_prompts_as_the_kit_does():
 
 
 @pytest.mark.arm64
+def test_cpu_models_keep_their_qemu_properties():
+    assert parity.split_cpus("cortex-a53,max,sme=off,sve=off,cortex-a76") == (
+        "cortex-a53", "max,sme=off,sve=off", "cortex-a76")
+    assert parity.split_cpus(",".join(parity.FORMATS["pte"].cpus)) == parity.FORMATS["pte"].cpus
+
+
+@pytest.mark.arm64
 def test_pte_directories_without_pte_files_are_refused(convert_tiny, monkeypatch):
     _no_emulation(monkeypatch)
     with pytest.raises(parity.ParityError, match=r"lists no \.pte file"):

@@ -486,7 +486,8 @@ def convert_sets(out_root: Path, variants: dict[str, dict], **model) -> dict[str
 def tiny_sets(out_root: Path, fmt: str = "ptl") -> dict[str, Path]:
     """The tiny check's directories. ``.ptl``: five, random-init tiny (default, keep-fp32, fp32) and the
     built-in trained tiny CLIP that ``python -m convert`` ships (default and its fp32 export). ``.pte``: the
-    two built-in ones (an ExecuTorch export takes ~1 min a tower on this 2-core machine)."""
+    two built-in ones (ExecuTorch's export is the slow part: a tiny ``--format both`` conversion took 4-7 min
+    on this loaded 2-core machine)."""
     if fmt == "pte":
         trained = convert_sets(out_root / "builtin-pte", {k: {**VARIANTS[k], "format": "pte"} for k in ("int8", "fp32")},
                                **tiny_model_options(pretrained="builtin"))
