@@ -41,10 +41,8 @@ def run_directory(directory, inputs_path, roles=None, log=None):
     torch.backends.quantized.engine = engine
     inputs = np.load(inputs_path)
     outputs = {}
-    for entry in manifest["files"]:
-        if entry["format"] != "lite" or (roles and entry["role"] not in roles):
-            continue
-        role, path = entry["role"], f"{directory}/{entry['file']}"
+    for entry, path in worker_io.model_files(directory, manifest, "lite", roles):
+        role = entry["role"]
         meta = embedded_metadata(path)
         if meta.get("engine", engine) != engine:  # the host-side check refuses this earlier; never run it
             raise SystemExit(f"{path}: embedded engine {meta.get('engine')!r} != manifest engine {engine!r}")

@@ -55,10 +55,8 @@ def run_directory(directory, inputs_path, roles=None, log=None):
     manifest = json.load(open(f"{directory}/manifest.json"))
     inputs = np.load(inputs_path)
     outputs = {}
-    for entry in manifest["files"]:
-        if entry["format"] != "pte" or (roles and entry["role"] not in roles):
-            continue
-        role, path = entry["role"], f"{directory}/{entry['file']}"
+    for entry, path in worker_io.model_files(directory, manifest, "pte", roles):
+        role = entry["role"]
         start = time.perf_counter()
         program = _portable_lib._load_program(path, enable_etdump=False, debug_buffer_size=0,
                                               program_verification=_portable_lib.Verification.InternalConsistency)

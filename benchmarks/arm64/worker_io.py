@@ -31,6 +31,12 @@ def hwcaps():
     return " ".join(n for (key, bit), n in HWCAP_NAMES.items() if aux.get(key, 0) >> bit & 1) or "-"
 
 
+def model_files(directory, manifest, fmt, roles=None):
+    """``(entry, path)`` of every ``files[]`` entry of format ``fmt`` (and of ``roles``, all when None)."""
+    return [(e, f"{directory}/{e['file']}") for e in manifest["files"]
+            if e["format"] == fmt and (not roles or e["role"] in roles)]
+
+
 def run_rows(call, rows):
     """``call`` on each input row (a list of ``[1, ...]`` tensors); (outputs stacked as numpy, s per row)."""
     outs = []
