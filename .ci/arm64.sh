@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# CI stage: arm64 parity. The android artifacts run in torch 2.1.0's lite interpreter (the runtime of
-# pytorch_android_lite:2.1.0) on arm64 code under qemu user-mode emulation (cortex-a53, cortex-a76, max)
-# and are compared with the same files on x86 (benchmarks/arm64/README.md).
+# CI stage: arm64 parity. The android artifacts run on arm64 code under qemu user-mode emulation
+# (cortex-a53, cortex-a76, max) and are compared with the same files on x86 (benchmarks/arm64/README.md):
+# the .ptl files in torch 2.1.0's lite interpreter (the runtime of pytorch_android_lite:2.1.0), the .pte
+# files in ExecuTorch 1.3.1's runtime (needs the kit's executorch extra in .venv, as .ci/run installs it).
 #
-#     bash .ci/arm64.sh                       # tests/test_arm64.py -m arm64 (the tiny model, ~2 min warm)
+#     bash .ci/arm64.sh                       # tests/test_arm64.py -m arm64 (the tiny model, .ptl and .pte;
+#                                             #   ~2-3 min warm for .ptl, +4-10 min for .pte, README.md)
 #     bash .ci/arm64.sh -m arm64_vitb32       # the opt-in ViT-B-32 check instead (extra pytest arguments)
 #
 # Expects .venv (the kit) and .venv21 (torch 2.1.0 x86; or CLIPKIT_RUNTIME21_PYTHON), as .ci/run makes them.

@@ -1,7 +1,8 @@
 """arm64 parity: run android artifacts in the phone's runtime on arm64 code (qemu user mode) and compare.
 
-    python benchmarks/arm64/parity.py [NAME=]DIR ... [--cpus ...] [--rows N] [--direct] [--json OUT]
+    python benchmarks/arm64/parity.py [NAME=]DIR ... [--format ptl|pte] [--cpus ...] [--rows N] [--direct] [--json OUT]
     python benchmarks/arm64/parity.py --tiny OUT_ROOT       # convert the tiny check's sets first (+ --direct)
+    python benchmarks/arm64/parity.py --tiny OUT_ROOT --format pte    # the same for the .pte files
     python benchmarks/arm64/parity.py --vitb32 OUT_ROOT --rows 2      # ViT-B-32, random init (20-40 min)
 
 Every int8 directory needs the fp32 export (``--quantize none``) of the same model (name, weights, seed,
@@ -29,6 +30,11 @@ The gate (see README.md for the measurements behind the numbers):
 
 Refuses, before any emulation, a directory converted for x86: both ``manifest.json`` (target/engine) and
 each ``.ptl``'s embedded ``clip_kit.json`` must say android/qnnpack.
+
+``--format pte``: the ``.pte`` files instead, in ExecuTorch 1.3.1's aarch64 runtime (with torch 2.12.1, which
+its runtime extension links; ``run_pte_arm64.py``, the sysroot's ``site-pte``), compared with the same files
+in the kit's x86 ExecuTorch; the same gates, with that one x86 run as both the direct base and the error
+reference (:data:`FORMATS`).
 """
 from __future__ import annotations
 
@@ -53,7 +59,6 @@ sys.path.insert(0, str(REPO))
 from convert.entry import run_command, set_openmp_default  # noqa: E402 - no torch in convert.entry
 from convert.errors import KitError  # noqa: E402
 
-WORKER = HERE / "run_lite_arm64.py"
 SETUP = HERE / "setup_sysroot.sh"
 CPU_MODELS = ("cortex-a53", "cortex-a76", "max")
 QEMU = "qemu-aarch64-static"
@@ -71,25 +76,62 @@ class ParityError(KitError):
     """A refusal or a failed set-up/run (exit 2); a worker's failure quotes the end of its stderr."""
 
 
-# ------------------------------------------------------------------------------------ wrong-target check
-def check_android_artifacts(directory) -> dict:
-    """The manifest of an android (qnnpack) artifact directory, or ParityError naming what is wrong.
+# qemu's `max` without SME. With SME (qemu 7.2, Debian bookworm's), XNNPACK's dynamic-int8 .pte kernels give
+# wrong answers (measured: tiny image tower cosine 0.35 against x86, text -0.36; fp32 files and
+# `max,sme=off` agree to 1e-6): qemu 7.2's early SME emulation or the SME kernels, which only a phone
+# with SME could tell apart (README.md, "The .pte rows"). The .ptl runtime has no SME code: it keeps `max`.
+MAX_WITHOUT_SME = "max,sme=off"
 
-    The kit's one reader (``convert.artifact``) checks the manifest, every lite file's size, sha256 and
-    embedded metadata (so a copied-in x86 ``.ptl`` is named as such), then the target: a phone runs qnnpack.
+
+@dataclass(frozen=True)
+class Format:
+    """How the files of one artifact format are run on arm64 and compared (one row of :data:`FORMATS`)."""
+    manifest_format: str       # files[].format
+    suffix: str
+    worker: Path               # run on x86 and, emulated, on arm64
+    site: str                  # the emulated Python's site directory in the cache (setup_sysroot.sh)
+    emulated: dict             # facts every emulated run must report: name -> version prefix
+    base: str                  # the x86 run arm64 is compared with directly ("direct" figures)
+    reference: str             # the x86 run whose output of the fp32 export is the reference ("err")
+    x86_runs: tuple            # (run name, "kit" | "runtime21"): which x86 Python runs the worker
+    cpus: tuple = CPU_MODELS   # qemu -cpu values
+
+
+FORMATS = {
+    # the phone's TorchScript runtime: torch 2.1.0 (pytorch_android_lite:2.1.0); x86 runs both torch versions
+    "ptl": Format("lite", ".ptl", HERE / "run_lite_arm64.py", "site", {"torch_version": "2.1.0"},
+                  base="x86 torch 2.1.0", reference="x86 torch 2.12.1",
+                  x86_runs=(("x86 torch 2.12.1", "kit"), ("x86 torch 2.1.0", "runtime21"))),
+    # ExecuTorch: the same release on both sides (1.3.1 with torch 2.12.1), so x86 has one run
+    "pte": Format("pte", ".pte", HERE / "run_pte_arm64.py", "site-pte",
+                  {"torch_version": "2.12.1", "executorch_version": "1.3.1"},
+                  base="x86 executorch 1.3.1", reference="x86 executorch 1.3.1",
+                  x86_runs=(("x86 executorch 1.3.1", "kit"),), cpus=("cortex-a53", "cortex-a76", MAX_WITHOUT_SME)),
+}
+
+
+# ------------------------------------------------------------------------------------ wrong-target check
+def check_android_artifacts(directory, fmt: str = "ptl") -> dict:
+    """The manifest of an artifact directory with ``fmt`` files for a phone, or ParityError naming what is wrong.
+
+    The kit's one reader (``convert.artifact``) checks the manifest, every file's size, sha256 and embedded
+    metadata (so a copied-in x86 ``.ptl`` is named as such), then, for ``.ptl``, the target: a phone runs
+    qnnpack. (A ``.pte`` has no engine: its XNNPACK program is the same whatever ``--target`` said.)
     Runs before any emulation starts.
     """
     from convert.artifact import require_target, verify_artifacts
     from convert.errors import ArtifactError
 
+    spec = FORMATS[fmt]
     directory = Path(directory).absolute()
     try:
-        verified = verify_artifacts(directory, formats=("lite",), require_image=False)
-        require_target(verified.manifest, "android", "a phone", where=str(directory))
+        verified = verify_artifacts(directory, formats=(spec.manifest_format,), require_image=False)
+        if fmt == "ptl":
+            require_target(verified.manifest, "android", "a phone", where=str(directory))
     except ArtifactError as exc:
         raise ParityError(str(exc)) from None
-    if not any(fmt == "lite" for _, fmt in verified.paths):
-        raise ParityError(f"{directory}: the manifest lists no .ptl file")
+    if not any(f == spec.manifest_format for _, f in verified.paths):
+        raise ParityError(f"{directory}: the manifest lists no {spec.suffix} file")
     return verified.manifest
 
 
@@ -115,10 +157,10 @@ def ensure_sysroot(log=print) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def emulated_command(root: Path, cpu: str) -> tuple[list[str], dict]:
+def emulated_command(root: Path, cpu: str, site: str = "site") -> tuple[list[str], dict]:
     sysroot = root / "sysroot"
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
-           "PYTHONPATH": str(root / "site"), "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root / site), "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1",
            "OMP_WAIT_POLICY": "PASSIVE"}
     return [QEMU, "-L", str(sysroot), "-cpu", cpu, str(sysroot / "usr" / "bin" / "python3.11")], env
 
@@ -162,6 +204,7 @@ class Run:
     name: str                 # "arm64 cortex-a53", "x86 torch 2.1.0", ...
     command: list[str]
     env: dict
+    worker: Path = FORMATS["ptl"].worker
     outputs: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -171,7 +214,7 @@ def run_worker(run: Run, job: dict, workdir: Path) -> Run:
     job_path, out_path = workdir / f"job-{tag}.json", workdir / f"out-{tag}.npz"
     job_path.write_text(json.dumps(job))
     start = time.perf_counter()
-    proc = subprocess.run(run.command + [str(WORKER), str(job_path), str(out_path)], env=run.env,
+    proc = subprocess.run(run.command + [str(run.worker), str(job_path), str(out_path)], env=run.env,
                           capture_output=True, text=True)
     run.seconds = time.perf_counter() - start
     if proc.returncode != 0:
@@ -223,9 +266,12 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
 
 
 def compare(sets: dict[str, str], references: dict[str, str], arm: dict[str, Run], x86: dict[str, Run],
-            roles: list[str], direct: bool, factor: float = FACTOR) -> list[Line]:
-    """``sets``: name -> kind ('int8' or 'fp32'); ``references``: name -> its fp32 set's name."""
-    base21, base212 = x86["x86 torch 2.1.0"].outputs, x86["x86 torch 2.12.1"].outputs
+            roles: list[str], direct: bool, factor: float = FACTOR, fmt: str = "ptl") -> list[Line]:
+    """``sets``: name -> kind ('int8' or 'fp32'); ``references``: name -> its fp32 set's name; ``x86``: the
+    format's x86 runs by name (:data:`FORMATS`): arm64 is compared directly with ``base``, every error is
+    measured against ``reference``'s output of the fp32 export, and x86's error is the largest of its runs'."""
+    spec = FORMATS[fmt]
+    base21, base212 = x86[spec.base].outputs, x86[spec.reference].outputs
     lines = []
     for set_name, kind in sets.items():
         for role in roles:
@@ -235,7 +281,7 @@ def compare(sets: dict[str, str], references: dict[str, str], arm: dict[str, Run
             ref = base212[f"{references[set_name]}/{role}"]
             e21 = row_stats(base21[key], ref)["err"]
             e212 = row_stats(base212[key], ref)["err"]
-            ex86 = np.maximum(e21, e212)
+            ex86 = np.maximum(e21, e212)   # one run (pte): the same array twice
             for cpu, run in arm.items():
                 y = run.outputs[key]
                 d = row_stats(y, base21[key])
@@ -249,11 +295,13 @@ def compare(sets: dict[str, str], references: dict[str, str], arm: dict[str, Run
                                         f"max rel {line.max_rel:.2e}")
                 else:
                     earm = row_stats(y, ref)["err"]
-                    line.rows.update(err_arm=earm.tolist(), err_x86_210=e21.tolist(), err_x86_2121=e212.tolist())
+                    line.rows.update(err_arm=earm.tolist(), err_x86=ex86.tolist())
+                    if spec.base != spec.reference:
+                        line.rows.update(err_x86_210=e21.tolist(), err_x86_2121=e212.tolist())
                     line.err_arm, line.err_x86 = float(earm.max()), float(ex86.max())
                     line.ratio = _ratio(earm, ex86)
                     spread = [r for r in (_ratio(e21, e212), _ratio(e212, e21)) if r is not None]
-                    line.x86_spread = max(spread) if spread else None
+                    line.x86_spread = max(spread) if spread and spec.base != spec.reference else None
                     line.gate = f"err<={factor:g}x x86"
                     bad = earm > factor * ex86 + ABS_SLACK
                     if bad.any():
@@ -270,23 +318,29 @@ def compare(sets: dict[str, str], references: dict[str, str], arm: dict[str, Run
     return lines
 
 
-def format_table(lines: list[Line]) -> str:
+def format_table(lines: list[Line], fmt: str = "ptl") -> str:
     """A readable table: one line per (set, role, CPU model); worst case over the input rows."""
     w = max([len("set")] + [len(ln.set) for ln in lines])
-    head = (f"{'set':<{w}} {'role':<14} {'cpu':<10} {'cosine':>10} {'max abs':>8} {'max rel':>8} "
+    c = max([10] + [len(ln.cpu) for ln in lines])
+    head = (f"{'set':<{w}} {'role':<14} {'cpu':<{c}} {'cosine':>10} {'max abs':>8} {'max rel':>8} "
             f"{'err arm64':>9} {'err x86':>8} {'ratio':>5} {'x86 2.1/2.12':>12}  {'gate':<22} result")
     out = [head, "-" * len(head)]
     for ln in lines:
-        fmt = (lambda v, f: "-" if v is None else format(v, f))
+        num = (lambda v, f: "-" if v is None else format(v, f))
         cos = "identical" if ln.identical else f"{ln.cosine:.7f}"
-        out.append(f"{ln.set:<{w}} {ln.role:<14} {ln.cpu:<10} {cos:>10} {ln.max_abs:>8.1e} {ln.max_rel:>8.1e} "
-                   f"{fmt(ln.err_arm, '9.2e'):>9} {fmt(ln.err_x86, '8.2e'):>8} {fmt(ln.ratio, '5.2f'):>5} "
-                   f"{fmt(ln.x86_spread, '12.2f'):>12}  {ln.gate:<22} "
+        out.append(f"{ln.set:<{w}} {ln.role:<14} {ln.cpu:<{c}} {cos:>10} {ln.max_abs:>8.1e} {ln.max_rel:>8.1e} "
+                   f"{num(ln.err_arm, '9.2e'):>9} {num(ln.err_x86, '8.2e'):>8} {num(ln.ratio, '5.2f'):>5} "
+                   f"{num(ln.x86_spread, '12.2f'):>12}  {ln.gate:<22} "
                    f"{'ok' if ln.ok else 'FAIL: ' + '; '.join(ln.why)}")
-    out.append("cosine / max abs / max rel: arm64 vs x86 torch 2.1.0 (max rel = max abs / the row's max |x86|); "
-               "err: ||y - y_fp32|| / ||y_fp32|| against the --quantize none export in x86 torch 2.12.1, "
-               "err x86 = max(torch 2.1.0, 2.12.1); ratio = err arm64 / err x86; x86 2.1/2.12: the same ratio "
-               "between the two x86 torch versions (the version noise); all worst over the input rows.")
+    if fmt == "ptl":
+        out.append("cosine / max abs / max rel: arm64 vs x86 torch 2.1.0 (max rel = max abs / the row's max |x86|); "
+                   "err: ||y - y_fp32|| / ||y_fp32|| against the --quantize none export in x86 torch 2.12.1, "
+                   "err x86 = max(torch 2.1.0, 2.12.1); ratio = err arm64 / err x86; x86 2.1/2.12: the same ratio "
+                   "between the two x86 torch versions (the version noise); all worst over the input rows.")
+    else:
+        out.append(f"cosine / max abs / max rel: arm64 vs {FORMATS[fmt].base} (max rel = max abs / the row's max "
+                   "|x86|); err: ||y - y_fp32|| / ||y_fp32|| against the --quantize none export's .pte on x86; "
+                   "ratio = err arm64 / err x86; all worst over the input rows.")
     return "\n".join(out)
 
 
@@ -298,13 +352,14 @@ class Report:
     versions: dict
     table: str
     timing: dict = field(default_factory=dict)   # run -> "set/role" -> [load s, s per row]
+    format: str = "ptl"
 
     @property
     def ok(self) -> bool:
         return all(ln.ok for ln in self.lines)
 
     def to_json(self) -> dict:
-        return {"ok": self.ok, "seconds": self.seconds, "versions": self.versions, "timing": self.timing,
+        return {"format": self.format, "ok": self.ok, "seconds": self.seconds, "versions": self.versions, "timing": self.timing,
                 "gate": {"factor": FACTOR, "abs_slack": ABS_SLACK, "fp32_min_cosine": FP32_MIN_COSINE,
                          "fp32_max_rel": FP32_MAX_REL, "direct_min_cosine": DIRECT_MIN_COSINE,
                          "direct_max_rel": DIRECT_MAX_REL},
@@ -334,20 +389,34 @@ def plan_sets(manifests: dict[str, dict]) -> tuple[dict[str, str], dict[str, str
     return kinds, references
 
 
-def run_parity(sets: dict[str, Path], *, cpus=CPU_MODELS, rows: int = 4, direct: bool = False,
+def runtime_facts(run: Run) -> str:
+    """``2.1.0 aarch64 NEON [hwcaps]`` (torch, machine, kernel level, CPU features); ``executorch 1.3.1 torch
+    2.12.1 ...`` for an ExecuTorch run."""
+    o = run.outputs
+    et = f"executorch {o['executorch_version']} torch " if "executorch_version" in o else ""
+    return f"{et}{o['torch_version']} {o['machine']} {o['cpu_capability']} [{o['hwcaps']}]"
+
+
+def run_parity(sets: dict[str, Path], *, fmt: str = "ptl", cpus=None, rows: int = 4, direct: bool = False,
                python21: str | None = None, jobs: int = 2, root: Path | None = None, workdir: Path | None = None,
                factor: float = FACTOR, log=print) -> Report:
-    """Check every android artifact directory in ``sets`` (name -> dir) on every arm64 CPU model.
+    """Check the ``fmt`` files (``ptl`` or ``pte``) of every artifact directory in ``sets`` (name -> dir) on
+    every arm64 CPU model.
 
     Each int8 set is compared with the fp32 export (``quantize='none'``) of the same model among ``sets``;
-    every CPU model gets one emulated process that runs all files of all sets.
+    every CPU model (default: the format's :data:`FORMATS` ``cpus``) gets one emulated process that runs all
+    files of all sets.
     """
     t0 = time.perf_counter()
-    manifests = {name: check_android_artifacts(d) for name, d in sets.items()}   # before any emulation
+    spec = FORMATS[fmt]
+    cpus = tuple(cpus or spec.cpus)
+    manifests = {name: check_android_artifacts(d, fmt) for name, d in sets.items()}   # before any emulation
     kinds, references = plan_sets(manifests)
-    python21 = python21 or runtime21_python()
-    if not python21:
-        raise ParityError("no x86 torch 2.1.0 Python: set CLIPKIT_RUNTIME21_PYTHON (or make .venv21)")
+    pythons = {"kit": sys.executable}
+    if any(which == "runtime21" for _, which in spec.x86_runs):
+        pythons["runtime21"] = python21 or runtime21_python()
+        if not pythons["runtime21"]:
+            raise ParityError("no x86 torch 2.1.0 Python: set CLIPKIT_RUNTIME21_PYTHON (or make .venv21)")
     root = root or ensure_sysroot(log)
     seconds = {"set-up": round(time.perf_counter() - t0, 1)}
 
@@ -362,30 +431,30 @@ def run_parity(sets: dict[str, Path], *, cpus=CPU_MODELS, rows: int = 4, direct:
                 np.savez(inputs, **make_inputs(manifests[references[name]], rows))
             runs_in_job.append({"key": name, "dir": str(Path(directory).resolve()), "inputs": str(inputs)})
         job = {"runs": runs_in_job, "threads": 1}
-        runs = [Run("x86 torch 2.12.1", *host_command(sys.executable)), Run("x86 torch 2.1.0", *host_command(python21))]
-        runs += [Run(f"arm64 {cpu}", *emulated_command(root, cpu)) for cpu in cpus]
+        runs = [Run(name, *host_command(pythons[which]), worker=spec.worker) for name, which in spec.x86_runs]
+        runs += [Run(f"arm64 {cpu}", *emulated_command(root, cpu, spec.site), worker=spec.worker) for cpu in cpus]
         # The slowest (emulated) first, so that two of them share the 2 cores and x86 fills the gaps.
         runs.sort(key=lambda r: not r.name.startswith("arm64"))
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             done = list(pool.map(lambda r: run_worker(r, job, workdir), runs))
         for r in done:
             seconds[r.name] = round(r.seconds, 1)
-            log(f"{r.name}: {r.seconds:.1f} s (torch {r.outputs['torch_version']}, "
-                f"{r.outputs['machine']}, {r.outputs['cpu_capability']}, hwcaps: {r.outputs['hwcaps']})")
+            log(f"{r.name}: {r.seconds:.1f} s ({runtime_facts(r)})")
         arm = {r.name.split(" ", 1)[1]: r for r in done if r.name.startswith("arm64")}
         x86 = {r.name: r for r in done if not r.name.startswith("arm64")}
         for r in arm.values():
-            if not str(r.outputs["torch_version"]).startswith("2.1.0") or str(r.outputs["machine"]) != "aarch64":
-                raise ParityError(f"emulated worker ran torch {r.outputs['torch_version']} on {r.outputs['machine']}")
-        roles = sorted({e["role"] for m in manifests.values() for e in m["files"] if e["format"] == "lite"})
-        lines = compare(kinds, references, arm, x86, roles, direct, factor)
-        versions = {r.name: f"{r.outputs['torch_version']} {r.outputs['machine']} {r.outputs['cpu_capability']} "
-                    f"[{r.outputs['hwcaps']}]" for r in done}
+            wrong = {k: str(r.outputs[k]) for k, v in spec.emulated.items() if not str(r.outputs[k]).startswith(v)}
+            if wrong or str(r.outputs["machine"]) != "aarch64":
+                raise ParityError(f"emulated worker ran {runtime_facts(r)}; expected {spec.emulated} on aarch64")
+        roles = sorted({e["role"] for m in manifests.values() for e in m["files"]
+                        if e["format"] == spec.manifest_format})
+        lines = compare(kinds, references, arm, x86, roles, direct, factor, fmt)
+        versions = {r.name: runtime_facts(r) for r in done}
         seconds["total"] = round(time.perf_counter() - t0, 1)
         timing = {r.name: {k[:-len(".call_s")]: [round(float(r.outputs[k[:-len(".call_s")] + ".load_s"]), 3),
                                                   round(float(r.outputs[k]), 3)]
                            for k in r.outputs if k.endswith(".call_s")} for r in done}
-        return Report(lines, seconds, versions, format_table(lines), timing)
+        return Report(lines, seconds, versions, format_table(lines, fmt), timing, fmt)
     finally:
         if own is not None:
             shutil.rmtree(own, ignore_errors=True)
@@ -419,9 +488,15 @@ def convert_sets(out_root: Path, variants: dict[str, dict], **model) -> dict[str
     return sets
 
 
-def tiny_sets(out_root: Path) -> dict[str, Path]:
-    """The tiny check's five directories: random-init tiny (default, keep-fp32, fp32) and the built-in trained
-    tiny CLIP that ``python -m convert`` ships (default and its fp32 export)."""
+def tiny_sets(out_root: Path, fmt: str = "ptl") -> dict[str, Path]:
+    """The tiny check's directories. ``.ptl``: five, random-init tiny (default, keep-fp32, fp32) and the
+    built-in trained tiny CLIP that ``python -m convert`` ships (default and its fp32 export). ``.pte``: the
+    two built-in ones (ExecuTorch's export is the slow part: a tiny ``--format both`` conversion took 4-7 min
+    on this loaded 2-core machine)."""
+    if fmt == "pte":
+        trained = convert_sets(out_root / "builtin-pte", {k: {**VARIANTS[k], "format": "pte"} for k in ("int8", "fp32")},
+                               **tiny_model_options(pretrained="builtin"))
+        return {f"builtin-{k}": v for k, v in trained.items()}
     sets = convert_sets(out_root / "random", VARIANTS, **tiny_model_options())
     trained = convert_sets(out_root / "builtin", {k: VARIANTS[k] for k in ("int8", "fp32")},
                            **tiny_model_options(pretrained="builtin"))
@@ -440,15 +515,30 @@ def vitb32_sets(out_root: Path) -> dict[str, Path]:
                         templates="plain", seed=0)
 
 
+def split_cpus(text: str) -> tuple[str, ...]:
+    """``"cortex-a53,max,sme=off"`` -> ``("cortex-a53", "max,sme=off")``: a ``key=value`` is the previous
+    model's qemu property."""
+    cpus: list[str] = []
+    for item in text.split(","):
+        if "=" in item and cpus:
+            cpus[-1] += "," + item
+        else:
+            cpus.append(item)
+    return tuple(cpus)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="*", help="android artifact directories (NAME=DIR or DIR), each int8 one "
                         "with the fp32 export (--quantize none) of the same model among them")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="ptl",
+                        help="which files to run: ptl (torch 2.1.0 lite) or pte (ExecuTorch 1.3.1) (default: %(default)s)")
     parser.add_argument("--tiny", metavar="OUT_ROOT", help="convert the tiny check's sets there first (implies "
                         "--direct)")
     parser.add_argument("--vitb32", metavar="OUT_ROOT", help="convert ViT-B-32 (random init) sets there first")
-    parser.add_argument("--cpus", default=",".join(CPU_MODELS), help="qemu CPU models (default: %(default)s)")
+    parser.add_argument("--cpus", help="qemu CPU models, comma-separated (default: ptl "
+                        f"{','.join(FORMATS['ptl'].cpus)}; pte {','.join(FORMATS['pte'].cpus)})")
     parser.add_argument("--rows", type=int, default=4, help="input rows per role (default: %(default)s)")
     parser.add_argument("--direct", action="store_true", help="also gate arm64 vs x86 directly (tiny model)")
     parser.add_argument("--factor", type=float, default=FACTOR, help="error factor (default: %(default)s)")
@@ -464,7 +554,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     sets: dict[str, Path] = {}
     if args.tiny:
         set_openmp_default()
-        sets = tiny_sets(Path(args.tiny))
+        sets = tiny_sets(Path(args.tiny), args.format)
         args.direct = True
     if args.vitb32:
         set_openmp_default()
@@ -475,7 +565,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         sets[name if name not in sets else path] = Path(path)   # two ".../out": the second by its path
     if not sets:
         parser.error("give --tiny OUT_ROOT or artifact directories")
-    report = run_parity(sets, cpus=tuple(args.cpus.split(",")), rows=args.rows, direct=args.direct,
+    cpus = split_cpus(args.cpus) if args.cpus else FORMATS[args.format].cpus
+    report = run_parity(sets, fmt=args.format, cpus=cpus, rows=args.rows, direct=args.direct,
                         python21=args.python21, jobs=args.jobs, factor=args.factor,
                         workdir=Path(args.workdir) if args.workdir else None,
                         log=lambda m: print(m, file=sys.stderr, flush=True))

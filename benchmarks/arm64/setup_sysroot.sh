@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Build (once, cached) an arm64 Debian bookworm sysroot with CPython 3.11 and torch 2.1.0's aarch64 wheel,
-# to run artifacts in the phone's runtime (pytorch_android_lite:2.1.0 is torch 2.1.0) on arm64 code under
-# qemu user-mode emulation:
+# Build (once, cached) an arm64 Debian bookworm sysroot with CPython 3.11 and two sets of aarch64 wheels, to
+# run artifacts on arm64 code under qemu user-mode emulation:
+#   site/      torch 2.1.0 (requirements-arm64.txt): the phone's .ptl runtime (pytorch_android_lite:2.1.0)
+#   site-pte/  executorch 1.3.1 + torch 2.12.1 (requirements-arm64-pte.txt): the .pte runtime
 #
 #     bash benchmarks/arm64/setup_sysroot.sh          # prints the cache directory on its last line
 #     qemu-aarch64-static -L CACHE/sysroot -cpu cortex-a53 CACHE/sysroot/usr/bin/python3.11 ...
-#       (PYTHONPATH=CACHE/site; benchmarks/arm64/emu.py builds that command line)
+#       (PYTHONPATH=CACHE/site or CACHE/site-pte; benchmarks/arm64/parity.py builds that command line)
 #
 # Cache: ${CLIPKIT_CACHE:-$HOME/.cache/clip-mobile-kit}/arm64. The marker file `.complete` holds a hash
-# of this script and requirements-arm64.txt and is written last: an interrupted or outdated set-up is
+# of this script and both requirement files and is written last: an interrupted or outdated set-up is
 # rebuilt from scratch, never trusted.
 #
 # The host's apt is left untouched: the arm64 packages are fetched with a private configuration (own
@@ -25,7 +26,7 @@ SUITE=bookworm   # CPython 3.11, the version of the aarch64 wheels below
 # libstdc++6 is torch's. apt resolves the rest against the empty status file.
 PACKAGES=(python3.11-minimal libpython3.11-stdlib libstdc++6 libgcc-s1)
 
-KEY="$(cat "$0" "$HERE/requirements-arm64.txt" | sha256sum | cut -c1-16)"
+KEY="$(cat "$0" "$HERE/requirements-arm64.txt" "$HERE/requirements-arm64-pte.txt" | sha256sum | cut -c1-16)"
 mkdir -p "$(dirname "$CACHE")"
 exec 9>"$CACHE.lock"   # two set-ups at once (parallel jobs) take turns; the second finds the cache complete
 flock 9
@@ -117,15 +118,26 @@ done
 [ -x "$ROOT/usr/bin/python3.11" ] || { echo "error: python3.11 missing from the sysroot" >&2; exit 1; }
 echo "arm64 sysroot: $n packages unpacked ($(du -sh "$ROOT" | cut -f1))" >&2
 
-# --- torch 2.1.0 + numpy aarch64 wheels (no dependency resolution: see requirements-arm64.txt) ---
+# --- the aarch64 wheel sets (no dependency resolution: see the requirement files) ---
+# Wheels may need at most the sysroot's glibc: pip is given every manylinux tag up to that version, so a
+# wheel built for a newer glibc is never picked (torch 2.12.1 needs 2.28, bookworm has 2.36).
+GLIBC_MINOR="$(grep -aoE 'release version 2\.[0-9]+' "$ROOT/usr/lib/aarch64-linux-gnu/libc.so.6" | head -1 | cut -d. -f2)"
+[ -n "$GLIBC_MINOR" ] || { echo "error: cannot read the glibc version of $ROOT" >&2; exit 1; }
 PIPFLAGS=(--platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.11
           --implementation cp --abi cp311 --no-deps --disable-pip-version-check -q)
-{ "$PYTHON" -m pip download "${PIPFLAGS[@]}" -d "$CACHE/wheels" -r "$HERE/requirements-arm64.txt" &&
-  "$PYTHON" -m pip install "${PIPFLAGS[@]}" --no-index --target "$CACHE/site" --root-user-action=ignore \
-    -r "$HERE/requirements-arm64.txt" --find-links "$CACHE/wheels"; } >"$CACHE/pip.log" 2>&1 \
-  || { tail -30 "$CACHE/pip.log" >&2; exit 1; }
-rm -rf "$CACHE/wheels" "$APT/cache/archives"   # the unpacked trees are what is used
-echo "arm64 sysroot: site-packages $(du -sh "$CACHE/site" | cut -f1); set-up took $((SECONDS - start)) s" >&2
+for minor in $(seq 17 "$GLIBC_MINOR"); do PIPFLAGS+=(--platform "manylinux_2_${minor}_aarch64"); done
+install_wheels() {   # requirement file, target directory
+  { "$PYTHON" -m pip download "${PIPFLAGS[@]}" -d "$CACHE/wheels" -r "$1" &&
+    "$PYTHON" -m pip install "${PIPFLAGS[@]}" --no-index --target "$2" --root-user-action=ignore \
+      -r "$1" --find-links "$CACHE/wheels"; } >>"$CACHE/pip.log" 2>&1 \
+    || { tail -30 "$CACHE/pip.log" >&2; exit 1; }
+  echo "arm64 sysroot: $(basename "$2") $(du -sh "$2" | cut -f1) ($(du -sh "$CACHE/wheels" | cut -f1) of wheels)" >&2
+  rm -rf "$CACHE/wheels"   # the unpacked trees are what is used
+}
+install_wheels "$HERE/requirements-arm64.txt" "$CACHE/site"
+install_wheels "$HERE/requirements-arm64-pte.txt" "$CACHE/site-pte"
+rm -rf "$APT/cache/archives"
+echo "arm64 sysroot: glibc 2.$GLIBC_MINOR; set-up took $((SECONDS - start)) s" >&2
 
 echo "$KEY" > "$CACHE/.complete"
 echo "$CACHE"
