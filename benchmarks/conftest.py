@@ -93,8 +93,11 @@ class Artifacts:
         import torch
 
         torch.backends.quantized.engine = self.manifest["engine"]
-        if kind in ("lite", "jit", "kit"):
+        if kind in ("lite", "jit", "kit", "pte"):
             from deploy.artifacts import load_artifacts  # verified (sha256) like every other reader
+
+            if kind == "pte" and not any(e["format"] == "pte" for e in self.manifest["files"]):
+                pytest.skip('no .pte files: ExecuTorch is not installed (pip install -e ".[executorch]")')
 
             loaded = load_artifacts(self.directory, "lite" if kind == "kit" else kind, roles=(role,))
             if kind != "kit":
@@ -114,8 +117,11 @@ class Artifacts:
 
 def _convert(out: Path, **opts) -> Path:
     import convert
+    from convert.export_pte import executorch_version
 
-    convert.convert(convert.build_config(out=str(out), force=True, also_pt=True, **opts))
+    # .pte beside .ptl where the executorch extra is installed (the pte kind skips otherwise)
+    fmt = "both" if executorch_version() is not None else "ptl"
+    convert.convert(convert.build_config(out=str(out), force=True, also_pt=True, format=fmt, **opts))
     return out
 
 

@@ -6,7 +6,7 @@ Compare kinds within a group in one run; compare runs with --benchmark-autosave 
 import pytest
 import torch
 
-KINDS = ("eager-fp32", "eager-int8", "jit", "lite")
+KINDS = ("eager-fp32", "eager-int8", "jit", "lite", "pte")
 ROLES = ("image_encoder", "text_encoder")
 
 
@@ -30,7 +30,7 @@ def test_tiny(benchmark, tiny, role, kind):
     _run(benchmark, tiny, role, kind)
 
 
-@pytest.mark.parametrize("kind", ("eager-fp32", "lite"))
+@pytest.mark.parametrize("kind", ("eager-fp32", "lite", "pte"))
 def test_tiny_zero_shot_head(benchmark, tiny, kind):
     if kind == "eager-fp32":
         pytest.skip("the head is fp32 in every variant; only its artifact is timed")
