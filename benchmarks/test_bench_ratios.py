@@ -35,32 +35,33 @@ def interleaved_ratio(artifacts, role, fast="lite", slow="eager-fp32", calls=3):
     return statistics.median(ratios), times
 
 
+def _ratio_below(record_property, artifacts, role, limit, what, **pair):
+    """The interleaved ratio of ``pair`` (fast / slow), recorded and held below ``limit``."""
+    ratio, _ = interleaved_ratio(artifacts, role, **pair)
+    record_property("ratio", ratio)
+    assert ratio < limit, f"{role}: {what} = {ratio:.2f}"
+
+
 @pytest.mark.parametrize("role", ["image_encoder", "text_encoder"])
 def test_tiny_lite_not_far_slower_than_eager_int8(tiny, role, record_property):
     # The tiny towers are overhead-bound and the android artifacts run qnnpack kernels (SSE2-only on x86),
     # so int8 vs fp32 says little here; lite vs eager on the *same* int8 kernels isolates what the export
     # did (e.g. XNNPACK rewrites fighting spinning OpenMP threads: 5-10x).
-    ratio, _ = interleaved_ratio(tiny, role, fast="lite", slow="eager-int8")
-    record_property("ratio", ratio)
-    assert ratio < 3.0, f"{role}: int8 lite / int8 eager = {ratio:.2f}"
+    _ratio_below(record_property, tiny, role, 3.0, "int8 lite / int8 eager", fast="lite", slow="eager-int8")
 
 
 @pytest.mark.benchmark_vitb32
 @pytest.mark.parametrize("role", ["image_encoder", "text_encoder"])
 def test_vitb32_int8_lite_faster_than_fp32_eager(vitb32, role, record_property):
     # x86 hosts get the x86 (fbgemm) artifacts, ARM hosts the android (qnnpack) ones: see conftest.py.
-    ratio, _ = interleaved_ratio(vitb32, role)
-    record_property("ratio", ratio)
-    assert ratio < 1.0, f"{role}: int8 lite / fp32 eager = {ratio:.2f} (goal 0.45)"
+    _ratio_below(record_property, vitb32, role, 1.0, "int8 lite / fp32 eager (goal 0.45)")
 
 
 @pytest.mark.parametrize("role", ["image_encoder", "text_encoder"])
 def test_tiny_kit_runtime_not_slower_than_the_bare_module(tiny, role, record_property):
     # deploy.runtime sizes each call's threads and wraps it (deploy.threads, deploy.heap); for the tiny
     # towers that is 1 thread. A sizing that picked badly, or a wrapper that cost a call's worth, shows here.
-    ratio, _ = interleaved_ratio(tiny, role, fast="kit", slow="lite")
-    record_property("ratio", ratio)
-    assert ratio < 1.5, f"{role}: kit runtime / bare .ptl = {ratio:.2f}"
+    _ratio_below(record_property, tiny, role, 1.5, "kit runtime / bare .ptl", fast="kit", slow="lite")
 
 
 @pytest.mark.benchmark_vitb32

@@ -37,24 +37,20 @@ def inputs(tiny):
 
 @pytest.mark.parametrize("attention,patch", [(False, False), (True, False), (True, True)])
 def test_image_tower_matches_encode_image(tiny, inputs, attention, patch):
-    images, _ = inputs
-    tower = build_image_encoder(tiny, attention=attention, patch=patch)
-    with torch.no_grad():
-        ref = tiny.encode_image(images)
-        got = tower(images)
-        scripted = torch.jit.script(tower)(images)
-    torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
-    torch.testing.assert_close(scripted, ref, atol=ATOL, rtol=0)
+    _assert_matches(build_image_encoder(tiny, attention=attention, patch=patch), tiny.encode_image, inputs[0])
 
 
 @pytest.mark.parametrize("attention,truncate", [(False, False), (True, False), (False, True), (True, True)])
 def test_text_tower_matches_encode_text(tiny, inputs, attention, truncate):
-    _, tokens = inputs
-    tower = build_text_encoder(tiny, attention=attention, truncate=truncate)
+    _assert_matches(build_text_encoder(tiny, attention=attention, truncate=truncate), tiny.encode_text, inputs[1])
+
+
+def _assert_matches(tower, reference, x):
+    """The tower, eager and scripted, computes open_clip's encoder to ``ATOL``."""
     with torch.no_grad():
-        ref = tiny.encode_text(tokens)
-        got = tower(tokens)
-        scripted = torch.jit.script(tower)(tokens)
+        ref = reference(x)
+        got = tower(x)
+        scripted = torch.jit.script(tower)(x)
     torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
     torch.testing.assert_close(scripted, ref, atol=ATOL, rtol=0)
 
