@@ -38,9 +38,9 @@ from .output import (
     signals_deferred,
 )
 from .probes import probe_images, probe_texts
-from .quantize import full_range_requirement, set_engine
+from .quantize import PTL_FP32_REASONS, fp32_share, full_range_requirement, set_engine
 from .torchcheck import check_torch
-from .towers import build_towers, work_shape
+from .towers import Towers, build_towers, work_shape
 from .verify import Reference, enforce_floor, verify_lite
 
 Log = Callable[[str], None]
@@ -151,12 +151,25 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         config=dict(_recorded_config(config), truncate_text=towers.fp32["text_encoder"].truncate),
         preprocess=loaded.preprocess, tokenizer=loaded.tokenizer, zero_shot=zero_shot, files=files,
         fidelity=fidelity, bytecode=bytecode,
-        quantized={role: report.to_dict() for role, report in towers.reports.items()},
+        quantized=quantized_block(towers, files),
         runtime=runtime_requirements(config),
     )
     write_manifest(staging, manifest)
     enforce_floor(fidelity, config.min_cosine)
     return ConversionResult(out_dir=staging, manifest=manifest, rows=summary_rows(files, fidelity, fp32_bytes))
+
+
+def quantized_block(towers: Towers, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's ``quantized`` block: per tower, which modules are int8 and which fp32, and
+    ``fp32_share``: per file format, what stayed fp32 in that file, by module type, with its share of the file
+    and why (``convert.quantize.fp32_share``). A tower the recipe leaves fp32 has no entry (all of it is)."""
+    block: dict[str, Any] = {role: report.to_dict() for role, report in towers.reports.items()}
+    for entry in files:
+        role = entry["role"]
+        if entry["format"] == "lite" and role in block:
+            block[role].setdefault("fp32_share", {})["lite"] = fp32_share(towers.modules[role], PTL_FP32_REASONS,
+                                                                          entry["bytes"])
+    return block
 
 
 def make_reference(loaded: LoadedModel, tokenizer, labels, seed: int) -> Reference:
@@ -260,6 +273,7 @@ def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:
             "checkpoint": Path(loaded.checkpoint).name if loaded.checkpoint else None,
             "checkpoint_sha256": sha256_of(Path(loaded.checkpoint)) if loaded.checkpoint else None,
             "seed": config.seed, "embed_dim": loaded.embed_dim,
+            "reparameterized": {role: report.to_dict() for role, report in loaded.reparameterized.items()},
             # Seeded random init converts and verifies like real weights: every reader must be able to say so.
             "random_weights": loaded.checkpoint is None and loaded.pretrained in (None, "none")}
 
