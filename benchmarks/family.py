@@ -126,12 +126,13 @@ def _row(report: dict, role: str, variant: str) -> dict | None:
     return next((r for r in report["results"] if r["role"] == role and r["variant"] == variant), None)
 
 
-def to_markdown(entries: list[dict[str, Any]], command: str) -> str:
+def to_markdown(entries: list[dict[str, Any]]) -> str:
     lines = ["# The MobileCLIP family and ViT-B-32 on this machine (random init)", "",
              "Weights: open_clip's seeded random init (`--pretrained none`): sizes, latency, load and memory are "
              "those of the real models; cosine figures are int8 against fp32 on the kit's probe inputs and may "
              "differ with trained weights (docs/models.md says how to measure them).", "",
-             f"Command: `{command}`", "",
+             "Commands (one session each; `session` in the JSON files):", "",
+             *[f"- `{c}`" for c in dict.fromkeys(e["command"] for e in entries)], "",
              "## Size and fidelity (android recipe: dynamic int8, qnnpack)", "",
              "| model | image fp32 MiB | image int8 `.ptl` MiB | text fp32 MiB | text int8 `.ptl` MiB | image+text `.ptl` MiB "
              "| image cos min | text cos min | text cos min, one prompt at a time | image fp32 share of its `.ptl` | "
@@ -151,7 +152,7 @@ def to_markdown(entries: list[dict[str, Any]], command: str) -> str:
     variants = sorted({r["variant"] for e in entries if e.get("bench") for r in e["bench"]["results"]},
                       key=lambda v: (v != "lite", v))
     lines += ["| model | tower | threads | " + " | ".join(
-        f"{v} steady ms | {v} load ms | {v} peak RSS MiB" for v in variants) + " | lite / " + " | lite / ".join(
+        f"{v} steady ms | {v} load ms | {v} peak RSS MiB (above runtime)" for v in variants) + " | lite / " + " | lite / ".join(
         v for v in variants if v != "lite") + " (steady) |",
         "|---|---|---:|" + "---:|" * (3 * len(variants) + len(variants) - 1)]
     for e in entries:
@@ -168,7 +169,7 @@ def to_markdown(entries: list[dict[str, Any]], command: str) -> str:
                 threads = r["threads"]
                 steady[v] = r["steady_ms"]["median"]
                 cells += [f"{r['steady_ms']['median']:.1f}", f"{r['load_ms']['median']:.0f}",
-                          f"{r['peak_rss_bytes'] / MIB:.0f}"]
+                          f"{r['peak_rss_bytes'] / MIB:.0f} ({r['peak_rss_above_baseline_bytes'] / MIB:.0f})"]
             ratios = [f"{steady['lite'] / steady[v]:.2f}" if "lite" in steady and steady.get(v) else ""
                       for v in variants if v != "lite"]
             lines.append(f"| {e['model']} | {role} | {threads} | " + " | ".join(cells + ratios) + " |")
@@ -191,7 +192,7 @@ def to_markdown(entries: list[dict[str, Any]], command: str) -> str:
                                  f"{a['steady_ms']['median'] / b['steady_ms']['median']:.2f}")
     if notes:
         lines += ["", "## Same-session ratios to ViT-B-32", "", *notes]
-    loads = [f"{e['model']}: load average {e['bench']['environment'].get('load_average_end')}" for e in entries
+    loads = [f"{e['model']}: load average {', '.join(f'{v:.1f}' for v in e['bench']['environment'].get('load_average_end') or [])}" for e in entries
              if e.get("bench")]
     lines += ["", "Machine: " + (entries[0].get("bench") or {}).get("environment", {}).get("device", "?")
               + f"; shared with other jobs ({'; '.join(loads)} at the end of each run)."]
@@ -208,12 +209,12 @@ def to_markdown(entries: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(out: Path, command: str) -> Path:
+def write_markdown(out: Path) -> Path:
     entries = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out.glob("*.json"))]
     order = {m: i for i, m in enumerate(DEFAULT_MODELS)}
     entries.sort(key=lambda e: order.get(e["model"], len(order)))
     path = out / "family.md"
-    path.write_text(to_markdown(entries, command), encoding="utf-8")
+    path.write_text(to_markdown(entries), encoding="utf-8")
     return path
 
 
@@ -231,6 +232,7 @@ def main() -> int:
     p.add_argument("--reparam-latency", nargs="*", default=[], metavar="MODEL",
                    help="also time reparameterized against training-form image towers of these models")
     p.add_argument("--reparam-iters", type=int, default=30)
+    p.add_argument("--markdown-only", action="store_true", help="rebuild family.md from the JSON files in --out")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "family")
     args = p.parse_args()
     from convert.cli import set_openmp_default
@@ -240,6 +242,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/family.py " + " ".join(sys.argv[1:])
     session = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    if args.markdown_only:
+        args.models = []
     for model in args.models:
         print(f"== {model}", flush=True)
         with tempfile.TemporaryDirectory(prefix="clipkit-family-") as tmp:
@@ -251,7 +255,9 @@ def main() -> int:
         if model in args.reparam_latency:
             entry["reparam_latency"] = reparam_latency(model, args.seed, args.reparam_iters, args.threads[0])
         (args.out / f"{model}.json").write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
-        print(write_markdown(args.out, command).read_text(encoding="utf-8"), flush=True)
+        print(write_markdown(args.out).read_text(encoding="utf-8"), flush=True)
+    if args.markdown_only:
+        print(write_markdown(args.out).read_text(encoding="utf-8"))
     return 0
 
 
