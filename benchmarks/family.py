@@ -12,12 +12,15 @@ is rebuilt from every JSON in ``<out>`` after each model, with the command. Rati
 printed for models measured in the same invocation (``session``).
 
 ``--reparam-latency MODEL`` times the int8 `.ptl` image tower built from the reparameterized model against the
-one built from the training form (same weights), interleaved call by call in one process.
+one built from the training form (same weights), interleaved call by call in one process. ``--head-to-head``
+times the image `.ptl` of every model of the run against each other the same way (``--no-bench
+--head-to-head`` adds that to models already measured without replacing their entries).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,7 +95,7 @@ def reparam_latency(model: str, seed: int, iters: int, threads: int) -> dict[str
     image = probe_images(loaded.preprocess, n=1, seed=seed)
     set_engine(config.engine)
     torch.set_num_threads(threads)
-    files, outputs = {}, {}
+    files = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, source in (("reparameterized", loaded.model), ("training form", training)):
             tower = build_towers(source, config.quant, ("image_encoder",)).modules["image_encoder"]
@@ -100,19 +103,10 @@ def reparam_latency(model: str, seed: int, iters: int, threads: int) -> dict[str
             save_lite(optimize_tower(script_tower(tower, "image_encoder"), config.target, "image_encoder"), path,
                       {"role": "image_encoder", "model": {"name": model}})
             files[name] = {"bytes": path.stat().st_size, "module": _load_for_lite_interpreter(str(path))}
-        times: dict[str, list[float]] = {name: [] for name in files}
         with torch.no_grad():
-            for name, f in files.items():
-                outputs[name] = f["module"](image)
-                for _ in range(2):
-                    f["module"](image)
-            for _ in range(iters):
-                for name, f in files.items():
-                    started = time.perf_counter()
-                    f["module"](image)
-                    times[name].append((time.perf_counter() - started) * 1e3)
+            outputs = {name: f["module"](image) for name, f in files.items()}
+        med = interleaved_ms({name: f["module"] for name, f in files.items()}, {name: image for name in files}, iters)
     cos = float(torch.nn.functional.cosine_similarity(outputs["reparameterized"], outputs["training form"]).min())
-    med = {name: statistics.median(v) for name, v in times.items()}
     return {"model": model, "threads": threads, "iters": iters, "engine": config.engine,
             "steady_ms_median": {k: round(v, 2) for k, v in med.items()},
             "bytes": {k: f["bytes"] for k, f in files.items()},
@@ -121,12 +115,51 @@ def reparam_latency(model: str, seed: int, iters: int, threads: int) -> dict[str
             "reparameterized_modules": loaded.reparameterized["image_encoder"].modules}
 
 
+def interleaved_ms(modules: dict[str, Any], inputs: dict[str, Any], iters: int, warmup: int = 2) -> dict[str, float]:
+    """Median ms per call of each module on its input, timed call by call in turn (one process, no grad), so
+    that a change in the machine's load hits every module alike."""
+    import torch
+
+    times: dict[str, list[float]] = {name: [] for name in modules}
+    with torch.no_grad():
+        for name, module in modules.items():
+            for _ in range(1 + warmup):
+                module(inputs[name])
+        for _ in range(iters):
+            for name, module in modules.items():
+                started = time.perf_counter()
+                module(inputs[name])
+                times[name].append((time.perf_counter() - started) * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def head_to_head(directories: list[Path], iters: int, threads: int) -> dict[str, Any]:
+    """The image `.ptl` of each artifact directory, loaded through the kit's one reader, timed interleaved in
+    one process on the first probe image at each model's own input size."""
+    import torch
+
+    from convert.probes import probe_images
+    from deploy.artifacts import load_artifacts
+
+    torch.set_num_threads(threads)
+    modules, inputs = {}, {}
+    for directory in directories:
+        artifacts = load_artifacts(directory, kind="lite", roles=("image_encoder",))
+        name = artifacts.manifest["model"]["name"]
+        modules[name] = artifacts.modules["image_encoder"]
+        inputs[name] = probe_images(artifacts.manifest["preprocess"], n=1)
+    med = interleaved_ms(modules, inputs, iters)
+    first = next(iter(med))
+    return {"threads": threads, "iters": iters, "steady_ms_median": {k: round(v, 2) for k, v in med.items()},
+            f"ratio_to_{first}": {k: round(v / med[first], 3) for k, v in med.items()}}
+
+
 # ------------------------------------------------------------------------------------------- the table
 def _row(report: dict, role: str, variant: str) -> dict | None:
     return next((r for r in report["results"] if r["role"] == role and r["variant"] == variant), None)
 
 
-def to_markdown(entries: list[dict[str, Any]]) -> str:
+def to_markdown(entries: list[dict[str, Any]], duels: list[dict[str, Any]] = ()) -> str:
     lines = ["# The MobileCLIP family and ViT-B-32 on this machine (random init)", "",
              "Weights: open_clip's seeded random init (`--pretrained none`): sizes, latency, load and memory are "
              "those of the real models; cosine figures are int8 against fp32 on the kit's probe inputs and may "
@@ -196,6 +229,15 @@ def to_markdown(entries: list[dict[str, Any]]) -> str:
              if e.get("bench")]
     lines += ["", "Machine: " + (entries[0].get("bench") or {}).get("environment", {}).get("device", "?")
               + f"; shared with other jobs ({'; '.join(loads)} at the end of each run)."]
+    if duels:
+        lines += ["", "## Image `.ptl` head to head (interleaved call by call in one process, medians)", ""]
+        for duel in duels:
+            ms = duel["steady_ms_median"]
+            ratio = next(v for k, v in duel.items() if k.startswith("ratio_to_"))
+            first = next(iter(ms))
+            lines.append(f"- session {duel['session']}, {duel['threads']} thread(s), {duel['iters']} calls each: " + "; ".join(
+                f"{k} {v:.1f} ms" + (f" ({ratio[k]:.2f}x {first})" if k != first else "") for k, v in ms.items())
+                + f" (`{duel['command']}`)")
     reparam = [e["reparam_latency"] for e in entries if e.get("reparam_latency")]
     if reparam:
         lines += ["", "## Reparameterized against the training form (int8 `.ptl` image tower, interleaved, one process)",
@@ -211,10 +253,11 @@ def to_markdown(entries: list[dict[str, Any]]) -> str:
 
 def write_markdown(out: Path) -> Path:
     entries = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out.glob("*.json"))]
+    duels = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((out / "head-to-head").glob("*.json"))]
     order = {m: i for i, m in enumerate(DEFAULT_MODELS)}
     entries.sort(key=lambda e: order.get(e["model"], len(order)))
     path = out / "family.md"
-    path.write_text(to_markdown(entries), encoding="utf-8")
+    path.write_text(to_markdown(entries, duels), encoding="utf-8")
     return path
 
 
@@ -232,6 +275,9 @@ def main() -> int:
     p.add_argument("--reparam-latency", nargs="*", default=[], metavar="MODEL",
                    help="also time reparameterized against training-form image towers of these models")
     p.add_argument("--reparam-iters", type=int, default=30)
+    p.add_argument("--head-to-head", action="store_true",
+                   help="also time the image .ptl of every model of this run against each other, interleaved in one "
+                        "process (after all of them are converted; written to <out>/head-to-head/)")
     p.add_argument("--markdown-only", action="store_true", help="rebuild family.md from the JSON files in --out")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "family")
     args = p.parse_args()
@@ -244,18 +290,32 @@ def main() -> int:
     session = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     if args.markdown_only:
         args.models = []
-    for model in args.models:
-        print(f"== {model}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="clipkit-family-") as tmp:
-            entry = convert_model(model, args.pretrained, args.seed, Path(tmp) / "out")
+    with tempfile.TemporaryDirectory(prefix="clipkit-family-") as tmp:
+        for model in args.models:
+            print(f"== {model}", flush=True)
+            directory = Path(tmp) / model
+            entry = convert_model(model, args.pretrained, args.seed, directory)
             print(f"   converted in {entry['convert_seconds']} s", flush=True)
             entry.update(session=session, command=command)
             if not args.no_bench:
-                entry["bench"] = bench_model(Path(tmp) / "out", args)
-        if model in args.reparam_latency:
-            entry["reparam_latency"] = reparam_latency(model, args.seed, args.reparam_iters, args.threads[0])
-        (args.out / f"{model}.json").write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
-        print(write_markdown(args.out).read_text(encoding="utf-8"), flush=True)
+                entry["bench"] = bench_model(directory, args)
+            if not args.head_to_head:  # the artifacts are needed once more at the end
+                shutil.rmtree(directory)
+            if model in args.reparam_latency:
+                entry["reparam_latency"] = reparam_latency(model, args.seed, args.reparam_iters, args.threads[0])
+            target = args.out / f"{model}.json"
+            if args.no_bench and target.is_file():  # conversion facts alone never replace a benchmarked entry
+                print(f"   {target} kept (it has the bench figures; this run has --no-bench)", flush=True)
+                continue
+            target.write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
+            print(write_markdown(args.out).read_text(encoding="utf-8"), flush=True)
+        if args.head_to_head and args.models:
+            result = head_to_head([Path(tmp) / m for m in args.models], args.reparam_iters, args.threads[0])
+            result.update(session=session, command=command)
+            (args.out / "head-to-head").mkdir(exist_ok=True)
+            (args.out / "head-to-head" / f"{session.replace(':', '')}.json").write_text(
+                json.dumps(result, indent=1) + "\n", encoding="utf-8")
+            print(write_markdown(args.out).read_text(encoding="utf-8"), flush=True)
     if args.markdown_only:
         print(write_markdown(args.out).read_text(encoding="utf-8"))
     return 0
