@@ -7,6 +7,7 @@
 #     bash .ci/arm64.sh                       # tests/test_arm64.py -m arm64 (the tiny model, .ptl and .pte;
 #                                             #   ~2-3 min warm for .ptl, +4-10 min for .pte, README.md)
 #     bash .ci/arm64.sh -m arm64_vitb32       # the opt-in ViT-B-32 check instead (extra pytest arguments)
+#     bash .ci/arm64.sh -m arm64_mobileclip   # the opt-in MobileCLIP2-S0 check (cortex-a53, ~9 min)
 #
 # Expects .venv (the kit) and .venv21 (torch 2.1.0 x86; or CLIPKIT_RUNTIME21_PYTHON), as .ci/run makes them.
 # The arm64 sysroot and wheels are cached in ${CLIPKIT_CACHE:-$HOME/.cache/clip-mobile-kit}/arm64.

@@ -127,6 +127,8 @@ def print_summary(result, console) -> None:
     table.add_row("total", _mib(total), _mib(total_fp32), f"{total / total_fp32:.3f}" if total_fp32 else "", "", "", "", "",
                   style="bold")
     console.print(table)
+    for line in reparam_lines(m) + fp32_lines(m):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for row in result.rows:
         if row["role"] == "zero_shot_head" and row.get("top1_agreement") is not None:
             console.print(f"{row['file']}: top-1 agreement with fp32 on the probe images {row['top1_agreement']:.3f}")
@@ -138,6 +140,33 @@ def print_summary(result, console) -> None:
                           + ", ".join(f"{op} x{n}" for op, n in portable.items()), soft_wrap=True, highlight=False)
     if result.installed_to:
         console.print(f"installed into {result.installed_to}")
+
+
+def reparam_lines(manifest: dict) -> list[str]:
+    """One line per tower: the train-time blocks folded into their inference form, and the measured difference."""
+    lines = []
+    for role, rep in ((manifest["model"].get("reparameterized")) or {}).items():
+        if not rep.get("modules"):
+            lines.append(f"{role}: nothing to reparameterize")
+            continue
+        kinds = ", ".join(f"{n} {k}" for k, n in rep["kinds"].items())
+        lines.append(f"{role}: reparameterized {rep['modules']} blocks ({kinds}); fp32 outputs before/after differ by "
+                     f"{rep['relative_diff']:.1e} of their largest (allowed {rep['tolerance']:.0e})")
+    return lines
+
+
+def fp32_lines(manifest: dict) -> list[str]:
+    """What stayed fp32 in each file, by module type, with its share of the file and why."""
+    names = {(e["role"], e["format"]): e["file"] for e in manifest["files"]}
+    lines = []
+    for role, block in (manifest.get("quantized") or {}).items():
+        for fmt, rows in (block.get("fp32_share") or {}).items():
+            for row in rows:
+                what = f"{row['count']} {row['module']}" if "count" in row else row["module"]
+                share = f", {100 * row['share']:.1f} % of the file" if row.get("share") is not None else ""
+                lines.append(f"{names.get((role, fmt), role)}: {what} ({_mib(row['bytes'])} MiB{share}) fp32: "
+                             f"{row['reason']}")
+    return lines
 
 
 def print_sensitivity(result, config, console, wide: bool = False) -> None:

@@ -66,6 +66,11 @@ class FidelityError(KitError):
     exit_code = 1
 
 
+class ReparamError(FidelityError):
+    """Folding a tower's train-time branches into its inference form changed its fp32 outputs beyond the
+    tolerance (``convert.reparam``): the model was fine, its inference form is not."""
+
+
 ONE_LINE_LIMIT = 300
 
 

@@ -1,10 +1,11 @@
-"""Stage 1: build the open_clip model (eval mode) and capture its preprocessing and tokenizer facts."""
+"""Stage 1: build the open_clip model (eval mode, train-time branches folded: ``convert.reparam``) and capture
+its preprocessing and tokenizer facts."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import torch
 
 from .config import BUILTIN_MODEL, ConvertConfig, build_config
 from .errors import CheckpointError, ModelError, close_matches, one_line, quoted
+from .probes import probe_images, probe_texts
+from .reparam import reparameterize_towers
 
 
 def open_clip_dir() -> Path:
@@ -57,6 +60,8 @@ class LoadedModel:
     preprocess: dict[str, Any]
     tokenizer: dict[str, Any]
     embed_dim: int
+    # role -> what folding train-time branches into their inference form did (convert.reparam)
+    reparameterized: dict[str, Any] = field(default_factory=dict)
 
 
 def _register_builtin() -> None:
@@ -149,10 +154,13 @@ def load_model(config: ConvertConfig) -> LoadedModel:
         "mode": pp.get("mode", "RGB"),
     }
     tokenizer = describe_tokenizer(name, model)
+    reparameterized = reparameterize_towers(model, lambda: (
+        probe_images(preprocess, n=8, seed=config.seed), open_clip.get_tokenizer(name)(probe_texts())))
     embed_dim = int(getattr(model, "embed_dim", 0) or _probe_embed_dim(model, tokenizer))
     return LoadedModel(
         model=model, name=name, pretrained=None if checkpoint else pretrained,
         checkpoint=checkpoint, preprocess=preprocess, tokenizer=tokenizer, embed_dim=embed_dim,
+        reparameterized=reparameterized,
     )
 
 

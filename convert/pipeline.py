@@ -39,9 +39,9 @@ from .output import (
     signals_deferred,
 )
 from .probes import probe_images, probe_texts
-from .quantize import full_range_requirement, set_engine
+from .quantize import PTE_FP32_REASONS, PTL_FP32_REASONS, fp32_share, full_range_requirement, set_engine
 from .torchcheck import check_torch
-from .towers import build_towers, work_shape
+from .towers import Towers, build_towers, work_shape
 from .verify import Reference, enforce_floor, verify_lite, verify_towers
 
 Log = Callable[[str], None]
@@ -120,8 +120,8 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     reference = make_reference(loaded, tokenizer, labels, config.seed)
     log("building towers")
     set_engine(config.engine)
-    towers = build_towers(loaded.model, config.quant, truncate_text=config.truncate_text, pack=config.pack,
-                          quantize="ptl" in config.formats)
+    # quantized for the .pte too: its int8/fp32 module lists and fp32 shares are the .ptl's (the same selection)
+    towers = build_towers(loaded.model, config.quant, truncate_text=config.truncate_text, pack=config.pack)
     modules: dict[str, torch.nn.Module] = dict(towers.modules)
     fp32_bytes = {role: tensor_bytes(t) for role, t in towers.fp32.items()}
     with torch.no_grad():
@@ -152,29 +152,25 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
     delegation: dict[str, Any] = {}
     fidelity: dict[str, dict[str, Any]] = {}
     bytecode = None
-    quantized = {role: report.to_dict() for role, report in towers.reports.items()}
+    pte_reports: dict[str, dict] = {}
     if "ptl" in config.formats:
         ptl_files, lite_paths, bytecode, ops = export_towers(staging, modules, config, meta, specs, work, log)
         log("verifying the lite artifacts against the fp32 reference")
         fidelity["ptl"] = verify_lite(lite_paths, reference, config.min_cosine, head, exactness)
         files += _with_fidelity(ptl_files, fidelity["ptl"], "lite")
     if "pte" in config.formats:
-        pte_files, pte_paths, delegation, pte_quantized = export_pte_towers(
+        pte_files, pte_paths, delegation, pte_reports = export_pte_towers(
             staging, towers.fp32, head, config, meta, loaded, specs, work, log)
         log("verifying the ExecuTorch artifacts against the fp32 reference")
         loaded_pte = {role: load_pte(path, role, work.get(role)) for role, path in pte_paths.items()}
         fidelity["pte"] = verify_towers(loaded_pte, reference, config.min_cosine, head, exactness)
         files += _with_fidelity(pte_files, fidelity["pte"], "pte")
-        if "ptl" not in config.formats:
-            quantized = pte_quantized
-        else:
-            quantized = {role: dict(report, pte=pte_quantized[role]) for role, report in quantized.items()}
     files += write_side_files(staging, ops, loaded, delegation)
     manifest = build_manifest(
         model=meta["model"], target=config.target, engine=config.engine,
         config=dict(_recorded_config(config), truncate_text=towers.fp32["text_encoder"].truncate),
         preprocess=loaded.preprocess, tokenizer=loaded.tokenizer, zero_shot=zero_shot, files=files,
-        fidelity=fidelity[config.formats[0]], bytecode=bytecode, quantized=quantized,
+        fidelity=fidelity[config.formats[0]], bytecode=bytecode, quantized=quantized_block(towers, files, pte_reports),
         runtime=runtime_requirements(config), executorch=executorch,
     )
     write_manifest(staging, manifest)
@@ -189,6 +185,25 @@ def _with_fidelity(files: list[dict[str, Any]], fidelity: dict[str, Any], fmt: s
         if entry["role"] in fidelity and entry["format"] in (fmt, "torchscript"):
             entry["fidelity"] = fidelity[entry["role"]]
     return files
+
+
+def quantized_block(towers: Towers, files: list[dict[str, Any]], pte_reports: dict[str, dict] | None = None
+                    ) -> dict[str, Any]:
+    """The manifest's ``quantized`` block: per tower, which modules are int8 and which fp32 (``pte``: the
+    ``.pte``'s own lists, where it has files), and ``fp32_share``: per file format, what stayed fp32 in that file,
+    by module type, with its share of the file and why (``convert.quantize.fp32_share``). A tower the recipe
+    leaves fp32 has no entry (all of it is)."""
+    block: dict[str, Any] = {role: report.to_dict() for role, report in towers.reports.items()}
+    for role, report in (pte_reports or {}).items():
+        if role in block:
+            block[role]["pte"] = report
+    for entry in files:
+        role = entry["role"]
+        if entry["format"] in ("lite", "pte") and role in block:
+            reasons = PTL_FP32_REASONS if entry["format"] == "lite" else PTE_FP32_REASONS
+            block[role].setdefault("fp32_share", {})[entry["format"]] = fp32_share(towers.modules[role], reasons,
+                                                                                   entry["bytes"])
+    return block
 
 
 def make_reference(loaded: LoadedModel, tokenizer, labels, seed: int) -> Reference:
@@ -347,6 +362,7 @@ def _model_block(config: ConvertConfig, loaded: LoadedModel) -> dict[str, Any]:
             "checkpoint": Path(loaded.checkpoint).name if loaded.checkpoint else None,
             "checkpoint_sha256": sha256_of(Path(loaded.checkpoint)) if loaded.checkpoint else None,
             "seed": config.seed, "embed_dim": loaded.embed_dim,
+            "reparameterized": {role: report.to_dict() for role, report in loaded.reparameterized.items()},
             # Seeded random init converts and verifies like real weights: every reader must be able to say so.
             "random_weights": loaded.checkpoint is None and loaded.pretrained in (None, "none")}
 

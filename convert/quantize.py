@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,62 @@ class QuantReport:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {"int8": self.int8, "fp32": self.fp32}
+
+
+# Why a module type stays fp32 in a `.ptl`: torch.ao's dynamic quantization (the only int8 that needs no
+# calibration data) has kernels for Linear (and the kit's own weight-only embedding) only.
+PTL_FP32_REASONS: dict[type[nn.Module], str | None] = {
+    nn.Conv1d: "torch dynamic quantization has no conv",
+    nn.Conv2d: "torch dynamic quantization has no conv",
+    nn.Linear: "kept fp32 by the recipe (keep_fp32, attention, projection or patch)",
+    nn.MultiheadAttention: "attention kept fp32 by the recipe (not unfolded)",
+    nn.Embedding: "kept fp32 by the recipe (embedding fp32)",
+}
+# The .pte quantizes the same modules (convert.export_pte): its convolutions stay fp32 too, for another reason.
+PTE_FP32_REASONS: dict[type[nn.Module], str | None] = {
+    **PTL_FP32_REASONS,
+    nn.Conv1d: "the .pte quantizes Linears only, as the .ptl (docs/executorch.md)",
+    nn.Conv2d: "the .pte quantizes Linears only, as the .ptl (docs/executorch.md)",
+}
+OTHER_FP32 = "other fp32 parameters"
+OTHER_FP32_REASON = "normalization, position, scale and bias tensors: small, and no int8 kernel takes them"
+
+
+def fp32_share(tower: nn.Module, reasons: dict[type[nn.Module], str | None], file_bytes: int | None = None
+               ) -> list[dict[str, Any]]:
+    """What stays fp32 in a file made from ``tower``, grouped by module type: one entry per type of ``reasons``
+    found in the tower (``{"module", "count", "bytes", "share", "reason"}``), then every other fp32 parameter
+    and buffer lumped as :data:`OTHER_FP32`; types first, largest first.
+
+    A module belongs to the first type of ``reasons`` it is an instance of, with the fp32 tensors it holds
+    itself (children count on their own). A type mapped to ``None`` is int8 in that format: its modules are
+    not listed (a format that quantizes convolutions passes ``{**PTL_FP32_REASONS, nn.Conv2d: None}`` with the
+    eager tower). ``share`` is ``bytes / file_bytes`` (``None`` without a file): tensor bytes as the eager
+    tower holds them, an estimate of their part of the saved file. :data:`PTL_FP32_REASONS` are the `.ptl`'s.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    seen: set[int] = set()
+    for module in tower.modules():
+        kind = next((k for k in reasons if isinstance(module, k)), None)
+        if kind is not None and reasons[kind] is None:
+            continue
+        tensors = [t for t in (*module.parameters(recurse=False), *module.buffers(recurse=False))
+                   if t is not None and t.dtype == torch.float32 and id(t) not in seen]
+        seen.update(id(t) for t in tensors)
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        if not size:
+            continue
+        name = kind.__name__ if kind is not None else OTHER_FP32
+        group = groups.setdefault(name, {"module": name, "count": 0, "bytes": 0,
+                                         "reason": reasons[kind] if kind is not None else OTHER_FP32_REASON})
+        group["count"] += 1
+        group["bytes"] += size
+    rows = sorted(groups.values(), key=lambda g: (g["module"] == OTHER_FP32, -g["bytes"]))
+    for row in rows:
+        if row["module"] == OTHER_FP32:
+            row.pop("count")
+        row["share"] = round(row["bytes"] / file_bytes, 4) if file_bytes else None
+    return rows
 
 
 def _matches(qualified: str, patterns: tuple[str, ...]) -> bool:

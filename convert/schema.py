@@ -100,6 +100,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
         c.text(m, key, "model", optional=True)
     c.get(m, "random_weights", "model", (bool,), "true or false", optional=True)
     _sha256(c, m, "checkpoint_sha256", "model", optional=True)
+    _check_reparameterized(c, m)
     for key, choices in (("target", TARGETS), ("engine", ENGINES)):
         value = c.text(manifest, key, "")
         if value not in choices:
@@ -178,6 +179,7 @@ def validate_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, A
         if fmt == "pte" and entry["role"] in MODEL_ROLES and not v.get("executorch"):
             c.fail("versions.executorch", v.get("executorch"), "the executorch version (files[] lists .pte files)")
     _check_file_list(c, manifest)
+    _check_fp32_share(c, manifest)
     fidelity = c.mapping(manifest, "fidelity", optional=True)
     for role in MODEL_ROLES if fidelity is not None else ():
         tower = c.mapping(fidelity, role, "fidelity", optional=True)
@@ -196,6 +198,43 @@ def _sha256(c: _Check, obj: dict, key: str, where: str, *, optional: bool = Fals
     if digest is not None and (len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest)):
         c.fail(f"{where}.{key}", digest, "64 lower-case hex digits")
     return digest
+
+
+def _check_reparameterized(c: _Check, model: dict[str, Any]) -> None:
+    """``model.reparameterized`` (optional; older manifests lack it): per encoder, the folded modules and,
+    when there were any, the measured fp32 difference and its tolerance."""
+    block = c.mapping(model, "reparameterized", "model", optional=True)
+    for role, rep in (block or {}).items():
+        where = f"model.reparameterized.{role}"
+        if role not in MODEL_ROLES[:2] or not isinstance(rep, dict):  # the encoders
+            c.fail(where, rep, "an encoder role mapped to a JSON object")
+        if c.integer(rep, "modules", where, 0):
+            c.mapping(rep, "kinds", where)
+            for key in ("max_abs_diff", "relative_diff", "tolerance"):
+                if c.number(rep, key, where) < 0:
+                    c.fail(f"{where}.{key}", rep[key], "a number >= 0")
+
+
+def _check_fp32_share(c: _Check, manifest: dict[str, Any]) -> None:
+    """``quantized.<role>.fp32_share.<files[].format>`` (optional): what stayed fp32 in that file, by module."""
+    quantized = c.mapping(manifest, "quantized", optional=True)
+    for role, block in (quantized or {}).items():
+        if not isinstance(block, dict):
+            c.fail(f"quantized.{role}", block, "a JSON object")
+        shares = c.mapping(block, "fp32_share", f"quantized.{role}", optional=True)
+        for fmt, rows in (shares or {}).items():
+            where = f"quantized.{role}.fp32_share.{fmt}"
+            if fmt not in FILE_FORMATS or not isinstance(rows, list):
+                c.fail(where, rows, f"a file format ({', '.join(FILE_FORMATS)}) mapped to a list")
+            for i, row in enumerate(rows):
+                if not isinstance(row, dict):
+                    c.fail(f"{where}[{i}]", row, "a JSON object")
+                c.text(row, "module", f"{where}[{i}]")
+                c.text(row, "reason", f"{where}[{i}]")
+                c.integer(row, "bytes", f"{where}[{i}]", 0)
+                c.integer(row, "count", f"{where}[{i}]", 1, optional=True)
+                if row.get("share") is not None and not 0 <= c.number(row, "share", f"{where}[{i}]"):
+                    c.fail(f"{where}[{i}].share", row["share"], "a number >= 0")
 
 
 def _check_file_list(c: _Check, manifest: dict[str, Any]) -> None:

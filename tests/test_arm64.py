@@ -8,6 +8,7 @@ See ``benchmarks/arm64/README.md``.
   ``qemu-aarch64-static`` and the cached sysroot (``benchmarks/arm64/setup_sysroot.sh``); in CI or with
   CLIPKIT_ARM64=1 (set by ``.ci/arm64.sh``) the sysroot is built when missing and a missing qemu fails.
 - ``-m arm64_vitb32``: ViT-B-32 with seeded random weights (opt-in; 36 min measured under load).
+- ``-m arm64_mobileclip``: MobileCLIP2-S0 with seeded random weights on cortex-a53 (opt-in).
 """
 from __future__ import annotations
 
@@ -247,4 +248,25 @@ def test_tiny_pte_artifacts_on_arm64_match_x86(request, convert_tiny, arm64_root
     assert all("aarch64" in report.versions[f"arm64 {cpu}"] for cpu in cpus)
     roles = {(ln.set, ln.role) for ln in report.lines}
     assert len(roles) == 3 * len(sets), roles
+    assert report.ok, "\n" + report.table
+
+
+# The phone floor only: every emulated CPU model costs one more emulated process over both towers.
+MOBILECLIP_CPUS = ("cortex-a53",)
+
+
+@pytest.mark.arm64_mobileclip
+def test_mobileclip_artifacts_on_arm64_match_x86(request, arm64_root, capsys, tmp_path):
+    """MobileCLIP2-S0 (random init): a reparameterized FastViT image tower whose convolutions stay fp32
+    (XNNPACK) beside qnnpack int8 Linears, and a non-causal text tower, on the phone's runtime."""
+    if not _selected(request.config, "arm64_mobileclip"):
+        pytest.skip("MobileCLIP2-S0 under emulation: opt-in with pytest -m arm64_mobileclip")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sets = parity.mobileclip_sets(tmp_path / "mobileclip")
+    report = parity.run_parity(sets, cpus=MOBILECLIP_CPUS, rows=2, direct=False, root=arm64_root,
+                               workdir=tmp_path / "work", log=lambda m: None)
+    with capsys.disabled():
+        _print_report("arm64 parity, MobileCLIP2-S0 (random init; torch 2.1.0 lite, qemu) vs x86", report)
+    _check_emulated_cpus(report, MOBILECLIP_CPUS)
+    assert {(ln.set, ln.role) for ln in report.lines} >= {(s, r) for s in sets for r in ("image_encoder", "text_encoder")}
     assert report.ok, "\n" + report.table

@@ -4,6 +4,7 @@
     python benchmarks/arm64/parity.py --tiny OUT_ROOT       # convert the tiny check's sets first (+ --direct)
     python benchmarks/arm64/parity.py --tiny OUT_ROOT --format pte    # the same for the .pte files
     python benchmarks/arm64/parity.py --vitb32 OUT_ROOT --rows 2      # ViT-B-32, random init (20-40 min)
+    python benchmarks/arm64/parity.py --mobileclip OUT_ROOT --rows 2  # MobileCLIP2-S0, random init
 
 Every int8 directory needs the fp32 export (``--quantize none``) of the same model (name, weights, seed,
 zero-shot labels and templates) among the directories: it is the reference, matched automatically.
@@ -527,6 +528,13 @@ def split_cpus(text: str) -> tuple[str, ...]:
     return tuple(cpus)
 
 
+def mobileclip_sets(out_root: Path) -> dict[str, Path]:
+    """MobileCLIP2-S0 with seeded random weights (its FastViT image tower reparameterized; convolutions fp32 in
+    the `.ptl`): the default android recipe and its fp32 export (~1 min each)."""
+    return convert_sets(out_root, {k: VARIANTS[k] for k in ("int8", "fp32")}, model="MobileCLIP2-S0",
+                        pretrained="none", labels=("cat", "dog", "car"), templates="plain", seed=0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,6 +547,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vitb32", metavar="OUT_ROOT", help="convert ViT-B-32 (random init) sets there first")
     parser.add_argument("--cpus", help="qemu CPU models, comma-separated (default: ptl "
                         f"{','.join(FORMATS['ptl'].cpus)}; pte {','.join(FORMATS['pte'].cpus)})")
+    parser.add_argument("--mobileclip", metavar="OUT_ROOT", help="convert MobileCLIP2-S0 (random init) sets there first")
     parser.add_argument("--rows", type=int, default=4, help="input rows per role (default: %(default)s)")
     parser.add_argument("--direct", action="store_true", help="also gate arm64 vs x86 directly (tiny model)")
     parser.add_argument("--factor", type=float, default=FACTOR, help="error factor (default: %(default)s)")
@@ -559,6 +568,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.vitb32:
         set_openmp_default()
         sets.update({f"vitb32-{k}": v for k, v in vitb32_sets(Path(args.vitb32)).items()})
+    if args.mobileclip:
+        set_openmp_default()
+        sets.update({f"mobileclip-{k}": v for k, v in mobileclip_sets(Path(args.mobileclip)).items()})
     for item in args.dirs:
         name, _, path = item.rpartition("=")
         name = name or Path(path).name
