@@ -292,14 +292,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: dict[str, Any], console) -> None:
     """The report as two tables and a few plain lines, readable in a pipe (100 columns) and down to 60 columns:
     titles are plain lines (rich wraps table titles mid-word), headers are two short lines, no cell is cut."""
-    from rich import box
-    from rich.table import Table
-
-    def table(columns: Sequence[str]) -> Table:
-        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-        for i, col in enumerate(columns):
-            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
-        return t
+    from convert.cli import report_table
 
     def line(text: str) -> None:
         console.print(text, soft_wrap=True, markup=False, highlight=False)
@@ -313,20 +306,17 @@ def print_report(report: dict[str, Any], console) -> None:
     conv = "int8" if report.get("quantize") not in (None, "none") else "conv."
     line(f"zero-shot accuracy (%) of {report['model']['name']} ({report['quantize']}, {report['kind']}) on "
          f"{report['dataset']}")
-    t = table(("templates", "fp32\ntop-1", f"{conv}\ntop-1", "drop\npoints", "fp32\ntop-5", f"{conv}\ntop-5",
-               "top-1\nagree"))
-    for name, z in report["zero_shot"].items():
-        t.add_row(name, f"{100 * z['fp32_top1']:.2f}", f"{100 * z['converted_top1']:.2f}", f"{z['top1_drop_points']:.2f}",
-                  f"{100 * z['fp32_top5']:.2f}", f"{100 * z['converted_top5']:.2f}", f"{100 * z['top1_agreement']:.2f}")
-    console.print(t)
+    console.print(report_table(
+        ("templates", "fp32\ntop-1", f"{conv}\ntop-1", "drop\npoints", "fp32\ntop-5", f"{conv}\ntop-5", "top-1\nagree"),
+        [(name, f"{100 * z['fp32_top1']:.2f}", f"{100 * z['converted_top1']:.2f}", f"{z['top1_drop_points']:.2f}",
+          f"{100 * z['fp32_top5']:.2f}", f"{100 * z['converted_top5']:.2f}", f"{100 * z['top1_agreement']:.2f}")
+         for name, z in report["zero_shot"].items()]))
     console.print()
     line("embedding fidelity, converted vs fp32")
-    f = table(("tower", "cosine\nmin", "cosine\nmean", "SQNR\ndB", "max abs\nerror"))
-    for role in ("image_encoder", "text_encoder"):
-        c = report.get(role)
-        if c:
-            f.add_row(role, f"{c['cosine_min']:.6f}", f"{c['cosine_mean']:.6f}", f"{c['sqnr_db']:.1f}", f"{c['max_abs_err']:.2e}")
-    console.print(f)
+    console.print(report_table(
+        ("tower", "cosine\nmin", "cosine\nmean", "SQNR\ndB", "max abs\nerror"),
+        [(role, f"{c['cosine_min']:.6f}", f"{c['cosine_mean']:.6f}", f"{c['sqnr_db']:.1f}", f"{c['max_abs_err']:.2e}")
+         for role in ("image_encoder", "text_encoder") if (c := report.get(role))]))
     lp = report.get("linear_probe")
     if lp:
         line(f"linear probe top-1 % (train/test {lp['train']}/{lp['test']}): fp32 {100 * lp['fp32_top1']:.2f}, "
