@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: dict[str, Any], console) -> None:
     """The report as two tables and a few plain lines, readable in a pipe (100 columns) and down to 60 columns:
     titles are plain lines (rich wraps table titles mid-word), headers are two short lines, no cell is cut."""
-    from convert.cli import report_table
+    from convert.entry import report_table
 
     def line(text: str) -> None:
         console.print(text, soft_wrap=True, markup=False, highlight=False)
