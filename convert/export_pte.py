@@ -36,7 +36,7 @@ from .attention import QKVLinear, attention_for_export
 from .config import QuantConfig
 from .errors import ArtifactError, ExportError, one_line
 from .files import atomic_write_bytes
-from .quantize import EMBEDDING_NAMES, Int8Embedding, QuantReport, select_modules
+from .quantize import QuantReport, quantize_embeddings, select_modules
 from .schema import EXTRA_FILE
 from .towers import ExportTextEncoder, TextEncoder
 
@@ -104,32 +104,17 @@ def prepare_tower(tower: nn.Module, quant: QuantConfig, role: str, quantize: boo
     # (its q, k, v are called directly), so its recipe name becomes its three Linears' names. Measured before:
     # the ViT-B-32 image .pte kept q, k, v in fp32 and weighed 145.0 MiB.
     names = dict(module.named_modules())
-    selected = {f"{name}.{part}": per_channel for name, per_channel in selected.items()
-                for part in (("q", "k", "v") if isinstance(names.get(name), QKVLinear) else ("",))}
-    selected = {name.rstrip("."): per_channel for name, per_channel in selected.items()}
+    selected = {part: per_channel for name, per_channel in selected.items()
+                for part in ([f"{name}.{p}" for p in "qkv"] if isinstance(names.get(name), QKVLinear) else [name])}
     if quantize and quant.weights == "per-tensor" and any(name.endswith(".in_proj.q") and not per_channel
                                                           for name, per_channel in selected.items()):
         notes.append(PER_TENSOR_QKV_NOTE)
     if isinstance(module, TextEncoder):
-        for name in EMBEDDING_NAMES:
-            embedding = getattr(module, name, None)
-            if not isinstance(embedding, nn.Embedding):
-                continue
-            if quantize and quant.embedding == "int8" and _keeps_embedding_int8(quant, role, name):
-                setattr(module, name, Int8Embedding.from_float(embedding))
-                report.int8.append(name)
-                notes.append(EMBEDDING_NOTE)
-            else:
-                report.fp32.append(name)
+        if quantize and quantize_embeddings(module, quant, role, report):
+            notes.append(EMBEDDING_NOTE)
         module = ExportTextEncoder(module)
         selected = {f"tower.{name}": per_channel for name, per_channel in selected.items()}
     return module, selected, report, notes
-
-
-def _keeps_embedding_int8(quant: QuantConfig, role: str, name: str) -> bool:
-    from .quantize import _kept
-
-    return not _kept(name, quant, role)
 
 
 def example_inputs(role: str, image_size: list[int], context_length: int, embed_dim: int):
@@ -190,7 +175,7 @@ def delegation_report(graph_module) -> dict[str, dict[str, int]]:
     segments = 0
     def counted(node) -> bool:  # operators; not Python's own (getitem on tuple outputs, symbolic-size arithmetic)
         return (node.op == "call_function" and getattr(node.target, "__module__", None) != operator.getitem.__module__
-                and node.target is not operator.getitem and op_name(node) != "sym_size.int")
+                and op_name(node) != "sym_size.int")
 
     for node in graph_module.graph.nodes:
         if node.op == "get_attr" and node.name.startswith("lowered_module"):
@@ -206,8 +191,8 @@ def delegation_report(graph_module) -> dict[str, dict[str, int]]:
 
 def undelegated_compute(report: dict[str, dict[str, int]]) -> list[str]:
     """The portable operators that are Linear, matmul, convolution or attention work (:data:`MUST_DELEGATE`)."""
-    return [op for op in report["portable"] if op.split(".")[0].lstrip("_") in MUST_DELEGATE
-            or any(op.startswith(key) for key in ("scaled_dot_product", "_scaled_dot_product"))]
+    names = {op: op.split(".")[0].lstrip("_") for op in report["portable"]}
+    return [op for op, name in names.items() if name in MUST_DELEGATE or name.startswith("scaled_dot_product")]
 
 
 def export_pte(module: nn.Module, role: str, inputs: tuple, dynamic, selected: dict[str, bool],

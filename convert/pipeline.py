@@ -22,7 +22,7 @@ from . import export, export_pte
 from .artifact import build_manifest, file_entry, io_specs, require_target, versions, write_manifest
 from .config import BUILTIN_MODEL, ConvertConfig
 from .errors import OutputError
-from .export_pte import load_pte, require_executorch
+from .export_pte import executorch_version, load_pte, require_executorch
 from .files import atomic_write, sha256_of
 from .head import ZeroShotHead, build_class_embeddings, load_templates
 from .load import LoadedModel, load_model
@@ -133,7 +133,7 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         head, zero_shot = build_head(loaded, tokenizer, labels, *templates)
         modules["zero_shot_head"] = head
         fp32_bytes["zero_shot_head"] = tensor_bytes(head)
-    executorch = require_executorch(lowering=True) if "pte" in config.formats else None
+    executorch = executorch_version() if "pte" in config.formats else None  # checked in convert()
     meta = {
         "model": _model_block(config, loaded),
         "preprocess": loaded.preprocess,
@@ -162,7 +162,7 @@ def _convert_into(staging: Path, config: ConvertConfig, loaded: LoadedModel, lab
         pte_files, pte_paths, delegation, pte_reports = export_pte_towers(
             staging, towers.fp32, head, config, meta, loaded, specs, work, log)
         log("verifying the ExecuTorch artifacts against the fp32 reference")
-        loaded_pte = {role: load_pte(path, role, work.get(role)) for role, path in pte_paths.items()}
+        loaded_pte = {e["role"]: load_pte(pte_paths[e["role"]], e["role"], e.get("work")) for e in pte_files}
         fidelity["pte"] = verify_towers(loaded_pte, reference, config.min_cosine, head, exactness)
         files += _with_fidelity(pte_files, fidelity["pte"], "pte")
     files += write_side_files(staging, ops, loaded, delegation)
@@ -287,7 +287,6 @@ def export_pte_towers(staging: Path, fp32: dict[str, torch.nn.Module], head: tor
         if role == "text_encoder" and role_work is not None:
             # the caller cuts each prompt (export_pte.cut_tokens) where the .ptl tower cuts itself
             role_work = dict(role_work, pool=fp32[role].pool_type, eos_id=fp32[role].eos_id)
-            work[role] = role_work
         log(f"exporting {role} to ExecuTorch (XNNPACK{', dynamic int8' if selected else ', fp32'})")
         inputs, dynamic = export_pte.example_inputs(role, loaded.preprocess["image_size"],
                                                      loaded.tokenizer["context_length"], loaded.embed_dim)

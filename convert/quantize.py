@@ -203,15 +203,24 @@ def quantize_tower(tower: nn.Module, quant: QuantConfig, role: str) -> tuple[nn.
         share_zero_points(tower)
         if quant.engine == "qnnpack":
             drop_reduce_range(tower)
+    quantize_embeddings(tower, quant, role, report)
+    return tower.eval(), report
+
+
+def quantize_embeddings(tower: nn.Module, quant: QuantConfig, role: str, report: QuantReport) -> bool:
+    """Make ``tower``'s token embedding weight-only int8 (:class:`Int8Embedding`, in place) where the recipe says
+    so, recording it in ``report``; returns whether one became int8. The same module in both formats."""
+    changed = False
     for name in EMBEDDING_NAMES:
         emb = getattr(tower, name, None)
         if isinstance(emb, nn.Embedding):
             if quant.embedding == "int8" and not _kept(name, quant, role):
                 setattr(tower, name, Int8Embedding.from_float(emb))
                 report.int8.append(name)
+                changed = True
             else:
                 report.fp32.append(name)
-    return tower.eval(), report
+    return changed
 
 
 def drop_reduce_range(tower: nn.Module) -> int:
